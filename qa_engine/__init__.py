@@ -1,0 +1,6 @@
+"""qa-engine: Korean extractive question answering on onnxruntime, importable without torch or transformers."""
+from .config import DecodeConfig, WindowConfig
+from .engine import EngineSettings, QAEngine
+
+__all__ = ["QAEngine", "EngineSettings", "WindowConfig", "DecodeConfig"]
+__version__ = "0.1.0"

@@ -1,0 +1,121 @@
+"""Runtime subcommands: `answer` (one question) and `batch` (a file of questions, streamed)."""
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import logging
+import sys
+import time
+from pathlib import Path
+
+from .atomic import atomic_open
+from .squad import iter_examples
+
+log = logging.getLogger(__name__)
+
+CHUNK = 512  # questions tokenized and answered together while streaming
+
+
+def _add_engine_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", required=True, help="artifact folder written by `qa-engine export`")
+    p.add_argument("--provider", default="auto", choices=["auto", "cpu", "cuda"])
+    p.add_argument("--precision", default=None, choices=["fp32", "int8", "fp16"],
+                   help="model variant (default: int8 on CPU, fp16 on CUDA, else fp32)")
+    p.add_argument("--top-k", type=int, default=1)
+    p.add_argument("--max-answer-length", type=int, default=None)
+    p.add_argument("--handle-impossible-answer", action="store_true")
+
+
+def _engine(args: argparse.Namespace):
+    from .engine import QAEngine
+
+    return QAEngine.from_pretrained(args.model, provider=args.provider, precision=args.precision)
+
+
+def _options(args: argparse.Namespace) -> dict:
+    return {"top_k": args.top_k, "max_answer_length": args.max_answer_length,
+            "handle_impossible_answer": args.handle_impossible_answer}
+
+
+def _cmd_answer(args: argparse.Namespace) -> int:
+    if args.context_file:
+        context = Path(args.context_file).read_text(encoding="utf-8")
+    elif args.context is not None:
+        context = args.context
+    else:
+        raise ValueError("give --context or --context-file")
+    result = _engine(args).answer(args.question, context, **_options(args))
+    print(json.dumps(result, ensure_ascii=False))
+    return 0
+
+
+def _progress(total: int | None):
+    try:
+        from tqdm import tqdm
+    except ImportError:
+        return None
+    return tqdm(total=total, unit="q", desc="answering", file=sys.stderr, disable=None)
+
+
+def _cmd_batch(args: argparse.Namespace) -> int:
+    engine = _engine(args)
+    examples = iter_examples(args.input)
+    bar = _progress(None)
+    predictions: dict[str, str] = {}
+    answered = 0
+    busy = 0.0
+    with atomic_open(args.output) as out:
+        while chunk := list(itertools.islice(examples, CHUNK)):
+            t0 = time.perf_counter()
+            results = engine.answer_batch(
+                [e.question for e in chunk], [e.context for e in chunk], batch_size=args.batch_size, **_options(args)
+            )
+            busy += time.perf_counter() - t0
+            for ex, res in zip(chunk, results):
+                out.write(json.dumps({"id": ex.id, "question": ex.question, **_flat(res)}, ensure_ascii=False) + "\n")
+                best = res if isinstance(res, dict) else res[0]
+                predictions[ex.id] = best["answer"]
+            answered += len(chunk)
+            if bar is not None:
+                bar.update(len(chunk))
+    if bar is not None:
+        bar.close()
+    if args.predictions_json:
+        with atomic_open(args.predictions_json) as f:
+            json.dump(predictions, f, ensure_ascii=False, indent=1)
+    rate = answered / busy if busy else 0.0
+    log.info("answered %d questions in %.2f s: %.1f questions/s (%s on %s)", answered, busy, rate,
+             engine.settings.precision, engine.settings.device)
+    if args.print:
+        for qid, text in itertools.islice(predictions.items(), args.print):
+            print(f"{qid}\t{text}")
+    print(json.dumps({"questions": answered, "seconds": round(busy, 3), "questions_per_s": round(rate, 2)}))
+    return 0
+
+
+def _flat(result: dict | list[dict]) -> dict:
+    return result if isinstance(result, dict) else {**result[0], "top_k": result}
+
+
+def _add_answer(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("answer", help="answer one question about one context; prints JSON")
+    _add_engine_args(p)
+    p.add_argument("--question", required=True)
+    p.add_argument("--context")
+    p.add_argument("--context-file", help="read the context from this UTF-8 file")
+    p.set_defaults(func=_cmd_answer)
+
+
+def _add_batch(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("batch", help="answer a JSON Lines or SQuAD JSON file of questions")
+    _add_engine_args(p)
+    p.add_argument("--input", required=True, help="JSON Lines (id, question, context) or SQuAD-format JSON")
+    p.add_argument("--output", required=True, help="JSON Lines of answers, written atomically")
+    p.add_argument("--predictions-json", help="also write {id: answer} for `qa-engine evaluate`")
+    p.add_argument("--batch-size", type=int, default=32, help="windows per model call")
+    p.add_argument("--print", type=int, default=0, metavar="N", help="print the first N answers")
+    p.set_defaults(func=_cmd_batch)
+
+
+REGISTER = [_add_answer, _add_batch]

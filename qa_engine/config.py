@@ -1,0 +1,38 @@
+"""Settings shared by training, export and the engine, with the reference task's defaults."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class WindowConfig:
+    """How a (question, context) pair is cut into model windows."""
+
+    max_length: int = 384
+    doc_stride: int = 128
+
+    def __post_init__(self) -> None:
+        if self.max_length < 8:
+            raise ValueError(f"max_length must be at least 8, got {self.max_length}")
+        if not 0 <= self.doc_stride < self.max_length:
+            raise ValueError(
+                f"doc_stride must be in [0, max_length), got {self.doc_stride} for max_length {self.max_length}"
+            )
+
+
+@dataclass(frozen=True)
+class DecodeConfig:
+    """How logits become answer spans (the Hugging Face pipeline's knobs)."""
+
+    max_answer_length: int = 30
+    n_best: int = 20
+    top_k: int = 1
+    handle_impossible_answer: bool = False
+
+    def __post_init__(self) -> None:
+        if self.max_answer_length < 1:
+            raise ValueError(f"max_answer_length must be >= 1, got {self.max_answer_length}")
+        if self.top_k < 1:
+            raise ValueError(f"top_k must be >= 1, got {self.top_k}")
+        if self.n_best < self.top_k:
+            raise ValueError(f"n_best ({self.n_best}) must be >= top_k ({self.top_k})")

@@ -1,0 +1,213 @@
+"""Reading SQuAD-format QA data (nested SQuAD v1.1 JSON, JSON Lines, or a hub dataset) and checking its labels."""
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable, Iterator
+
+log = logging.getLogger(__name__)
+
+REPAIR_RADIUS = 64  # characters around a wrong answer_start searched for the answer text
+
+
+class DataError(ValueError):
+    """A record or file that cannot be used, named in the message."""
+
+
+@dataclass(frozen=True)
+class Example:
+    """One question over one context; answers are character spans of the original context string."""
+
+    id: str
+    question: str
+    context: str
+    answer_texts: tuple[str, ...] = ()
+    answer_starts: tuple[int, ...] = ()
+    title: str = ""
+
+
+def _check_text(value: Any, what: str, where: str) -> str:
+    if not isinstance(value, str):
+        raise DataError(f"{where}: {what} must be a string, got {type(value).__name__}")
+    if not value.strip():
+        raise DataError(f"{where}: {what} is empty")
+    return value
+
+
+def _answers(raw: Any, where: str) -> tuple[list[str], list[int]]:
+    """Accept {'text': [...], 'answer_start': [...]} (datasets layout) or [{'text', 'answer_start'}] (SQuAD)."""
+    if raw is None:
+        return [], []
+    if isinstance(raw, dict):
+        texts, starts = raw.get("text", []), raw.get("answer_start", [])
+    elif isinstance(raw, list):
+        try:
+            texts = [a["text"] for a in raw]
+            starts = [a["answer_start"] for a in raw]
+        except (KeyError, TypeError) as e:
+            raise DataError(f"{where}: each answer needs 'text' and 'answer_start'") from e
+    else:
+        raise DataError(f"{where}: answers must be a dict or a list, got {type(raw).__name__}")
+    if len(texts) != len(starts):
+        raise DataError(f"{where}: {len(texts)} answer texts but {len(starts)} answer starts")
+    for t, s in zip(texts, starts):
+        if not isinstance(t, str) or isinstance(s, bool) or not isinstance(s, int):
+            raise DataError(f"{where}: answer text must be a string and answer_start an integer")
+    return list(texts), list(starts)
+
+
+def make_example(record: dict, where: str) -> Example:
+    """Validate one flat record (id, question, context, answers) into an Example; answers are not aligned yet."""
+    if not isinstance(record, dict):
+        raise DataError(f"{where}: expected an object, got {type(record).__name__}")
+    qid = record.get("id")
+    if qid is None or (isinstance(qid, str) and not qid.strip()):
+        raise DataError(f"{where}: record has no 'id'")
+    where = f"{where} (id {qid})"
+    question = _check_text(record.get("question"), "question", where)
+    context = _check_text(record.get("context"), "context", where)
+    texts, starts = _answers(record.get("answers"), where)
+    return Example(str(qid), question, context, tuple(texts), tuple(starts), str(record.get("title") or ""))
+
+
+def _iter_squad_json(path: Path) -> Iterator[tuple[dict, str]]:
+    try:
+        with open(path, encoding="utf-8") as f:
+            doc = json.load(f)
+    except json.JSONDecodeError as e:
+        raise DataError(f"{path}: malformed JSON ({e})") from e
+    if not isinstance(doc, dict) or not isinstance(doc.get("data"), list):
+        raise DataError(f"{path}: not SQuAD layout (expected a top-level object with a 'data' list)")
+    for a, article in enumerate(doc["data"]):
+        title = article.get("title", "") if isinstance(article, dict) else ""
+        paragraphs = article.get("paragraphs") if isinstance(article, dict) else None
+        if not isinstance(paragraphs, list):
+            raise DataError(f"{path}: data[{a}] has no 'paragraphs' list")
+        for p, para in enumerate(paragraphs):
+            if not isinstance(para, dict) or not isinstance(para.get("qas"), list):
+                raise DataError(f"{path}: data[{a}].paragraphs[{p}] needs 'context' and a 'qas' list")
+            for q, qa in enumerate(para["qas"]):
+                if not isinstance(qa, dict):
+                    raise DataError(f"{path}: data[{a}].paragraphs[{p}].qas[{q}] is not an object")
+                yield (
+                    {**qa, "context": para.get("context"), "title": title},
+                    f"{path}: data[{a}].paragraphs[{p}].qas[{q}]",
+                )
+
+
+def _iter_jsonl(path: Path) -> Iterator[tuple[dict, str]]:
+    with open(path, encoding="utf-8") as f:
+        for n, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                yield json.loads(line), f"{path}:{n}"
+            except json.JSONDecodeError as e:
+                raise DataError(f"{path}:{n}: malformed JSON line ({e})") from e
+
+
+def iter_records(path: str | Path) -> Iterator[tuple[dict, str]]:
+    """Raw flat records with a location string, streamed for JSON Lines, whole-file for SQuAD JSON."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"data file not found: {path}")
+    if path.suffix in (".jsonl", ".ndjson"):
+        return _iter_jsonl(path)
+    return _iter_squad_json(path)
+
+
+def iter_examples(path: str | Path) -> Iterator[Example]:
+    """Validated examples from a local file, answers left as given (for prediction inputs)."""
+    for record, where in iter_records(path):
+        yield make_example(record, where)
+
+
+def _hub_records(dataset_id: str, split: str) -> Iterator[tuple[dict, str]]:
+    try:
+        import datasets
+    except ImportError as e:
+        raise DataError(f"{dataset_id!r} is not a local file, and reading hub datasets needs 'datasets' "
+                        "(pip install 'qa-engine[train]')") from e
+    try:
+        ds = datasets.load_dataset(dataset_id, split=split)
+    except Exception as e:  # datasets raises many types when offline or the id is unknown
+        raise DataError(f"could not load dataset {dataset_id!r} split {split!r}: {e}") from e
+    for i, record in enumerate(ds):
+        yield record, f"{dataset_id}[{split}][{i}]"
+
+
+def align_answer(context: str, text: str, start: int) -> int | None:
+    """The start where `text` really is: `start` if right, the single nearby occurrence if unique, else None."""
+    if not text:
+        return None
+    if 0 <= start and context[start : start + len(text)] == text:
+        return start
+    lo = max(0, start - REPAIR_RADIUS)
+    hi = min(len(context), start + len(text) + REPAIR_RADIUS)
+    found = []
+    pos = context.find(text, lo, hi)
+    while pos != -1:
+        found.append(pos)
+        pos = context.find(text, pos + 1, hi)
+    return found[0] if len(found) == 1 else None
+
+
+def check_answers(examples: Iterable[Example], strict: bool = False, source: str = "data") -> list[Example]:
+    """Keep examples whose answers index their context; repair unique near misses, drop or fail on the rest."""
+    kept: list[Example] = []
+    repaired: list[str] = []
+    dropped: list[str] = []
+    for ex in examples:
+        starts: list[int] = []
+        texts: list[str] = []
+        bad = False
+        for text, start in zip(ex.answer_texts, ex.answer_starts):
+            fixed = align_answer(ex.context, text, start)
+            if fixed is None:
+                bad = True
+                continue
+            if fixed != start:
+                repaired.append(ex.id)
+            texts.append(text)
+            starts.append(fixed)
+        if bad or not texts:
+            msg = (f"{source}: id {ex.id}: answer {ex.answer_texts!r} at {ex.answer_starts} "
+                   "does not match the context")
+            if strict:
+                raise DataError(msg)
+            log.warning(msg)
+            if not texts:
+                dropped.append(ex.id)
+                continue
+        kept.append(Example(ex.id, ex.question, ex.context, tuple(texts), tuple(starts), ex.title))
+    if repaired:
+        log.warning("%s: repaired %d misaligned answer starts (ids: %s)", source, len(repaired),
+                    ", ".join(repaired[:20]))
+    if dropped:
+        log.warning("%s: dropped %d questions with no aligned answer (ids: %s)", source, len(dropped),
+                    ", ".join(dropped[:20]))
+    if not kept:
+        raise DataError(f"{source}: no usable examples (every question lacks an aligned answer)")
+    return kept
+
+
+def load_examples(source: str | Path, split: str = "train", strict: bool = False) -> list[Example]:
+    """Labelled examples from a local SQuAD JSON / JSON Lines file or a hub dataset id, answers checked."""
+    path = Path(source)
+    if path.exists():
+        records = iter_records(path)
+    elif str(source).endswith((".json", ".jsonl")) or "/" not in str(source) and path.suffix:
+        raise FileNotFoundError(f"data file not found: {source}")
+    else:
+        records = _hub_records(str(source), split)
+    examples = [make_example(r, where) for r, where in records]
+    if not examples:
+        raise DataError(f"{source}: no examples")
+    return check_answers(examples, strict=strict, source=str(source))
+
+
+def references(examples: Iterable[Example]) -> dict[str, list[str]]:
+    """id -> reference answer texts, the evaluator's input."""
+    return {ex.id: list(ex.answer_texts) for ex in examples}
