@@ -1,0 +1,240 @@
+"""QAEngine on the tiny exported model: API, bucketing, long contexts, pipeline parity, providers, threads."""
+import json
+import logging
+import shutil
+import unicodedata
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import pytest
+
+from qa_engine import QAEngine, runtime
+from qa_engine.manifest import Manifest
+
+SEEDS = [
+    ("철수는 어디에 삽니까?", "철수는 서울에 삽니다.", "서울"),
+    ("고양이가 어디에 앉습니까?", "고양이가 의자에 앉습니다.", "의자"),
+]
+
+
+@pytest.fixture(scope="module")
+def engine(tiny_artifact):
+    return QAEngine.from_pretrained(tiny_artifact, provider="cpu", precision="fp32")
+
+
+@pytest.fixture(scope="module")
+def synthetic():
+    from train.synthetic import generate
+
+    records = generate(60, seed=7, split="heldout")
+    return [r["question"] for r in records], [r["context"] for r in records], records
+
+
+def _check_offsets(context, result):
+    assert set(result) == {"answer", "score", "start", "end"}
+    assert 0 <= result["start"] <= result["end"] <= len(context)
+    assert context[result["start"] : result["end"]] == result["answer"]
+    assert 0.0 <= result["score"] <= 1.0
+
+
+@pytest.mark.parametrize("question, context, expected", SEEDS)
+def test_seed_questions_in_both_cpu_precisions(tiny_artifact, question, context, expected):
+    for precision in ("fp32", "int8"):
+        eng = QAEngine.from_pretrained(tiny_artifact, provider="cpu", precision=precision)
+        result = eng.answer(question, context)
+        _check_offsets(context, result)
+        assert result["answer"] == expected
+
+
+def test_default_precision_on_cpu_is_int8(tiny_artifact):
+    assert QAEngine.from_pretrained(tiny_artifact, provider="cpu").settings.precision == "int8"
+
+
+def test_top_k_returns_a_sorted_list(engine):
+    results = engine.answer(*SEEDS[0][:2], top_k=3)
+    assert isinstance(results, list) and 1 <= len(results) <= 3
+    assert [r["score"] for r in results] == sorted((r["score"] for r in results), reverse=True)
+    for r in results:
+        _check_offsets(SEEDS[0][1], r)
+
+
+def test_batch_order_is_kept_under_bucketing(engine, synthetic):
+    questions, contexts, _ = synthetic
+    # pad some contexts so the batch mixes very different lengths
+    contexts = [c + (" 그리고 날씨가 맑았습니다." * (i % 7) * 10) for i, c in enumerate(contexts)]
+    batched = engine.answer_batch(questions, contexts, batch_size=4)
+    one_by_one = [engine.answer(q, c) for q, c in zip(questions, contexts)]
+    assert [b["answer"] for b in batched] == [o["answer"] for o in one_by_one]
+    assert [b["start"] for b in batched] == [o["start"] for o in one_by_one]
+    np.testing.assert_allclose([b["score"] for b in batched], [o["score"] for o in one_by_one], rtol=1e-4)
+
+
+def test_heldout_accuracy_through_the_engine(engine, synthetic):
+    questions, contexts, records = synthetic
+    results = engine.answer_batch(questions, contexts)
+    exact = np.mean([r["answer"] == rec["answers"]["text"][0] for r, rec in zip(results, records)])
+    assert exact >= 0.9
+
+
+def test_long_context_answer_found_in_a_late_window(engine, synthetic):
+    _, contexts, _ = synthetic
+    filler = " ".join(c for c in contexts if "철수" not in c and "서울" not in c)
+    while len(filler) < 30_000:
+        filler += " " + filler
+    context = filler + " 철수는 서울에 삽니다."
+    windows = engine.tokenizer.windows(["철수는 어디에 삽니까?"], [context])
+    assert len(windows) > 50
+    result = engine.answer("철수는 어디에 삽니까?", context)
+    _check_offsets(context, result)
+    assert result["answer"] == "서울" and result["start"] == len(context) - len("서울에 삽니다.")
+
+
+def test_korean_spans_are_sub_word_unlike_pipeline_default(tiny_checkpoint, engine):
+    from transformers import AutoModelForQuestionAnswering, AutoTokenizer, pipeline
+
+    qa = pipeline(
+        "question-answering",
+        model=AutoModelForQuestionAnswering.from_pretrained(tiny_checkpoint),
+        tokenizer=AutoTokenizer.from_pretrained(tiny_checkpoint),
+    )
+    question, context, _ = SEEDS[0]
+    assert qa(question=question, context=context)["answer"] == "서울에"  # widened to the whitespace word
+    assert qa(question=question, context=context, align_to_words=False)["answer"] == "서울"
+    assert engine.answer(question, context)["answer"] == "서울"
+
+
+def _pipeline_on_artifact(tiny_artifact):
+    from optimum.onnxruntime import ORTModelForQuestionAnswering
+    from transformers import AutoTokenizer, pipeline
+
+    model = ORTModelForQuestionAnswering.from_pretrained(
+        tiny_artifact, file_name="model.fp32.onnx", provider="CPUExecutionProvider"
+    )
+    return pipeline("question-answering", model=model, tokenizer=AutoTokenizer.from_pretrained(tiny_artifact))
+
+
+def _agreement(engine, qa, questions, contexts, **kw):
+    ours = engine.answer_batch(questions, contexts, **kw)
+    theirs = qa(question=questions, context=contexts, align_to_words=False, max_answer_len=30,
+                max_seq_len=engine.settings.window.max_length, doc_stride=engine.settings.window.doc_stride,
+                batch_size=16, **kw)
+    theirs = theirs if isinstance(theirs, list) else [theirs]
+    same = [(o["answer"], o["start"], o["end"]) == (t["answer"], t["start"], t["end"]) for o, t in zip(ours, theirs)]
+    for o, t in zip(ours, theirs):
+        assert o["score"] == pytest.approx(t["score"], rel=1e-3, abs=1e-6) or o["answer"] != t["answer"]
+    return np.mean(same)
+
+
+def test_same_answers_as_hf_pipeline_on_synthetic(tiny_artifact, engine, synthetic):
+    questions, contexts, _ = synthetic
+    assert _agreement(engine, _pipeline_on_artifact(tiny_artifact), questions, contexts) == 1.0
+
+
+def test_same_answers_as_hf_pipeline_on_korquad(tiny_artifact, engine, korquad_dev):
+    """Real contexts (multi-window ones included). The tiny model is weak on them, which makes
+    near-ties more likely; any difference would come from float32 rounding between two sessions."""
+    from qa_engine.squad import load_examples
+
+    examples = load_examples(korquad_dev)[::20]
+    rate = _agreement(engine, _pipeline_on_artifact(tiny_artifact),
+                      [e.question for e in examples], [e.context for e in examples])
+    assert rate >= 0.999
+
+
+def test_eight_threads_give_sequential_answers(engine, synthetic):
+    questions, contexts, _ = synthetic
+    expected = engine.answer_batch(questions, contexts)
+    with ThreadPoolExecutor(8) as pool:
+        got = list(pool.map(lambda qc: engine.answer(*qc), zip(questions * 3, contexts * 3)))
+    assert got == expected * 3
+
+
+def test_auto_falls_back_to_cpu_with_one_log_line(tiny_artifact, monkeypatch, caplog):
+    monkeypatch.setattr(runtime, "cuda_session", lambda *a, **k: None)
+    caplog.set_level(logging.INFO, logger="qa_engine")
+    eng = QAEngine.from_pretrained(tiny_artifact, provider="auto")
+    assert eng.settings.device == "cpu" and eng.settings.precision == "int8"
+    assert sum("CUDA is not usable" in r.message for r in caplog.records) == 1
+    with pytest.raises(RuntimeError, match="cuda"):
+        QAEngine.from_pretrained(tiny_artifact, provider="cuda")
+
+
+def test_explicit_provider_list_and_unknown_provider(tiny_artifact):
+    eng = QAEngine.from_pretrained(tiny_artifact, provider=["CPUExecutionProvider"], precision="fp32")
+    assert eng.session.get_providers() == ["CPUExecutionProvider"]
+    with pytest.raises(ValueError, match="provider"):
+        QAEngine.from_pretrained(tiny_artifact, provider="tpu")
+    with pytest.raises(ValueError, match="precision"):
+        QAEngine.from_pretrained(tiny_artifact, provider="cpu", precision="int4")
+
+
+@pytest.mark.parametrize(
+    "questions, contexts, message",
+    [
+        ([""], ["철수는 서울에 삽니다."], "question 0 is empty"),
+        (["  \n"], ["철수는 서울에 삽니다."], "question 0 is empty"),
+        (["어디?"], ["\t "], "context 0 is empty"),
+        ([None], ["철수는 서울에 삽니다."], "question 0 must be a string"),
+        (["어디?"], [b"bytes"], "context 0 must be a string"),
+        (["어디?", "누구?"], ["철수는 서울에 삽니다."], "2 questions but 1 contexts"),
+        (["철수 " * 400], ["철수는 서울에 삽니다."], "question 0 is too long"),
+    ],
+)
+def test_bad_input_is_a_clear_value_error(engine, questions, contexts, message):
+    with pytest.raises(ValueError, match=message):
+        engine.answer_batch(questions, contexts)
+
+
+def test_a_single_string_is_not_taken_for_a_list(engine):
+    with pytest.raises(ValueError, match="sequences"):
+        engine.answer_batch("철수는 어디에 삽니까?", "철수는 서울에 삽니다.")
+
+
+@pytest.mark.parametrize(
+    "context",
+    [
+        unicodedata.normalize("NFD", "철수는 서울에 삽니다."),
+        "철수는 🏙️서울에 삽니다. 😀",
+        "철수는\u200b 서울\u200d에 삽니다.\ufeff",
+        "철수는\x00\x07 서울에\r\n삽니다.\x1b",
+        "철\u0301수는 서울에 삽니다.",
+    ],
+)
+def test_odd_unicode_keeps_offsets_on_the_original_string(engine, context):
+    _check_offsets(context, engine.answer("철수는 어디에 삽니까?", context))
+
+
+def test_context_of_100k_characters(engine):
+    context = ("가나다라마바사 아자차카타파하. " * 7000)[:100_000] + " 철수는 서울에 삽니다."
+    result = engine.answer("철수는 어디에 삽니까?", context)
+    _check_offsets(context, result)
+
+
+def test_missing_and_corrupt_artifacts(tiny_artifact, tmp_path):
+    with pytest.raises(FileNotFoundError, match="not found"):
+        QAEngine.from_pretrained(tmp_path / "nope")
+    broken = tmp_path / "broken"
+    shutil.copytree(tiny_artifact, broken)
+    (broken / "tokenizer.json").unlink()
+    with pytest.raises(FileNotFoundError, match="tokenizer"):
+        QAEngine.from_pretrained(broken, provider="cpu")
+    corrupt = tmp_path / "corrupt"
+    shutil.copytree(tiny_artifact, corrupt)
+    (corrupt / "model.fp32.onnx").write_bytes(b"not an onnx model")
+    with pytest.raises(ValueError, match="checksum"):
+        QAEngine.from_pretrained(corrupt, provider="cpu", precision="fp32")
+    with pytest.raises(ValueError, match="cannot load the ONNX model"):
+        QAEngine.from_pretrained(corrupt, provider="cpu", precision="fp32", verify=False)
+
+
+def test_manifest_from_a_newer_version_is_refused(tiny_artifact, tmp_path):
+    newer = tmp_path / "newer"
+    shutil.copytree(tiny_artifact, newer)
+    raw = json.loads((newer / "qa_engine.json").read_text())
+    raw["format_version"] = 99
+    (newer / "qa_engine.json").write_text(json.dumps(raw))
+    with pytest.raises(ValueError, match="newer"):
+        Manifest.read(newer)
+    (newer / "qa_engine.json").write_text("{")
+    with pytest.raises(ValueError, match="malformed"):
+        QAEngine.from_pretrained(newer)

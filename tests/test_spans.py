@@ -1,0 +1,83 @@
+"""The vectorized decoder against the Hugging Face pipeline's own decoding functions."""
+import numpy as np
+import pytest
+
+from qa_engine.spans import WindowSpans, best_spans, merge_answers
+
+select_starts_ends = pytest.importorskip("transformers.pipelines.question_answering").select_starts_ends
+
+
+def _batch(rng, n=48, length=128):
+    start = (rng.normal(size=(n, length)) * 3).astype(np.float32)
+    end = (rng.normal(size=(n, length)) * 3).astype(np.float32)
+    ctx = np.zeros((n, length), bool)
+    for i in range(n):
+        q = rng.integers(3, 20)
+        ctx[i, q + 2 : q + 2 + rng.integers(10, length - q - 3)] = True
+    soft = ctx.copy()
+    soft[:, 0] = True  # CLS joins the softmax, as the pipeline's p_mask has it
+    return start, end, soft, ctx
+
+
+@pytest.mark.parametrize("top_k", [1, 3, 10])
+@pytest.mark.parametrize("max_len", [1, 15, 30])
+def test_same_spans_and_scores_as_pipeline(top_k, max_len):
+    rng = np.random.default_rng(top_k * 100 + max_len)
+    start, end, soft, ctx = _batch(rng)
+    ours = best_spans(start, end, soft, ctx, max_len, top_k)
+    for i in range(len(start)):
+        s, e, scores, null = select_starts_ends(
+            start[i][None], end[i][None], (~soft[i]).astype(int), np.ones((1, start.shape[1]), int),
+            1_000_000, top_k, True, max_len,
+        )
+        n = len(s)
+        assert list(ours.starts[i, :n]) == list(s) and list(ours.ends[i, :n]) == list(e)
+        np.testing.assert_allclose(ours.scores[i, :n], scores, rtol=1e-5)
+        assert ours.null_scores[i] == pytest.approx(null, rel=1e-5)
+        assert ((ours.ends[i] - ours.starts[i]) < max_len).all() and (ours.ends[i] >= ours.starts[i]).all()
+
+
+def test_spans_never_leave_the_context():
+    rng = np.random.default_rng(0)
+    start, end, soft, ctx = _batch(rng)
+    start[~ctx] += 50  # the question and padding look like great answers
+    spans = best_spans(start, end, soft, ctx, 30, 5)
+    rows = np.arange(len(start))[:, None]
+    assert ctx[rows, spans.starts].all() and ctx[rows, spans.ends].all()
+
+
+def test_window_without_context_gives_no_span():
+    start = np.zeros((1, 8), np.float32)
+    ctx = np.zeros((1, 8), bool)
+    spans = best_spans(start, start, ctx, ctx, 30, 2)
+    assert np.isneginf(spans.scores).all()
+
+
+def test_merge_sums_identical_texts_across_windows_and_keeps_first_offsets():
+    context = "서울 부산 서울"
+    offsets = np.zeros((3, 4, 2), np.int32)
+    offsets[0, 1] = (0, 2)  # 서울 (first occurrence)
+    offsets[0, 2] = (3, 5)  # 부산
+    offsets[1, 1] = (6, 8)  # 서울 again, another window
+    offsets[2, 1] = (3, 5)
+    spans = WindowSpans(
+        starts=np.array([[2], [1], [1]]), ends=np.array([[2], [1], [1]]),
+        scores=np.array([[0.5], [0.3], [0.9]]), null_scores=np.array([0.1, 0.2, 0.05]),
+    )
+    spans.starts[0, 0] = spans.ends[0, 0] = 2
+    merged = merge_answers(spans, offsets, np.array([0, 0, 1]), [context, context], top_k=2)
+    assert [(a.answer, a.start) for a in merged[0]] == [("부산", 3), ("서울", 6)]
+    # the same text from two windows of one question: scores add up, as in the pipeline
+    both = WindowSpans(np.array([[1], [1]]), np.array([[1], [1]]), np.array([[0.4], [0.3]]), np.array([0.1, 0.2]))
+    merged = merge_answers(both, offsets[[0, 1]], np.array([0, 0]), [context], top_k=1)
+    assert (merged[0][0].answer, merged[0][0].start) == ("서울", 0)
+    assert merged[0][0].score == pytest.approx(0.7)
+
+
+def test_null_answer_uses_the_smallest_null_score_over_windows():
+    offsets = np.zeros((2, 3, 2), np.int32)
+    offsets[:, 1] = (0, 2)
+    spans = WindowSpans(np.array([[1], [1]]), np.array([[1], [1]]), np.array([[0.01], [0.02]]), np.array([0.9, 0.6]))
+    best = merge_answers(spans, offsets, np.array([0, 0]), ["서울"], top_k=2, handle_impossible_answer=True)[0]
+    assert best[0].answer == "" and best[0].score == pytest.approx(0.6)
+    assert best[1].answer == "서울" and best[1].score == pytest.approx(0.03)

@@ -1,0 +1,80 @@
+"""Reading SQuAD JSON / JSON Lines and checking answer alignment."""
+import json
+import logging
+
+import pytest
+
+from qa_engine.squad import DataError, align_answer, iter_examples, load_examples
+
+
+def _squad(path, qas, context="철수는 서울에 삽니다. 영희는 부산에 삽니다."):
+    doc = {"version": "1.1", "data": [{"title": "t", "paragraphs": [{"context": context, "qas": qas}]}]}
+    path.write_text(json.dumps(doc, ensure_ascii=False), encoding="utf-8")
+    return path
+
+
+def _qa(qid, text, start, question="어디에 삽니까?"):
+    return {"id": qid, "question": question, "answers": [{"text": text, "answer_start": start}]}
+
+
+def test_reads_nested_squad_and_keeps_text_as_given(tmp_path):
+    ex = load_examples(_squad(tmp_path / "d.json", [_qa("1", "서울", 4)]))
+    assert len(ex) == 1 and ex[0].answer_starts == (4,) and ex[0].context[4:6] == "서울"
+
+
+def test_reads_jsonl_in_datasets_layout(tmp_path):
+    rec = {"id": "x", "question": "q?", "context": "고양이가 의자에 앉습니다.",
+           "answers": {"text": ["의자"], "answer_start": [5]}}
+    (tmp_path / "d.jsonl").write_text(json.dumps(rec, ensure_ascii=False) + "\n\n", encoding="utf-8")
+    ex = load_examples(tmp_path / "d.jsonl")
+    assert ex[0].answer_texts == ("의자",)
+
+
+def test_repairs_a_unique_near_miss_and_logs_it(tmp_path, caplog):
+    caplog.set_level(logging.WARNING)
+    ex = load_examples(_squad(tmp_path / "d.json", [_qa("1", "서울", 6), _qa("2", "부산", 17)]))
+    assert [e.answer_starts for e in ex] == [(4,), (17,)]
+    assert "repaired 1" in caplog.text
+
+
+def test_drops_unrepairable_answers_with_ids_or_fails_when_strict(tmp_path, caplog):
+    caplog.set_level(logging.WARNING)
+    path = _squad(tmp_path / "d.json", [_qa("1", "서울", 4), _qa("2", "대구", 3)])
+    assert [e.id for e in load_examples(path)] == ["1"]
+    assert "dropped 1" in caplog.text and "2" in caplog.text
+    with pytest.raises(DataError, match="id 2"):
+        load_examples(path, strict=True)
+
+
+def test_ambiguous_repair_is_not_guessed():
+    assert align_answer("서울 서울 서울", "서울", 1) is None
+    assert align_answer("abc서울", "서울", 3) == 3
+
+
+@pytest.mark.parametrize(
+    "qa, message",
+    [
+        ({"id": "1", "question": "  ", "answers": []}, "question is empty"),
+        ({"id": "1", "question": None, "answers": []}, "question must be a string"),
+        ({"question": "q", "answers": []}, "no 'id'"),
+        ({"id": "1", "question": "q", "answers": [{"text": "x"}]}, "answer_start"),
+    ],
+)
+def test_bad_records_name_the_record(tmp_path, qa, message):
+    with pytest.raises(DataError, match=message):
+        list(iter_examples(_squad(tmp_path / "d.json", [qa])))
+
+
+def test_malformed_and_empty_inputs(tmp_path):
+    (tmp_path / "bad.json").write_text("{oops", encoding="utf-8")
+    with pytest.raises(DataError, match="malformed JSON"):
+        load_examples(tmp_path / "bad.json")
+    (tmp_path / "bad.jsonl").write_text('{"id": 1}\n{oops\n', encoding="utf-8")
+    with pytest.raises(DataError, match=r"bad.jsonl:1"):
+        load_examples(tmp_path / "bad.jsonl")
+    with pytest.raises(DataError, match="no usable examples"):
+        load_examples(_squad(tmp_path / "none.json", [_qa("1", "대구", 0)]))
+    with pytest.raises(FileNotFoundError):
+        load_examples(tmp_path / "missing.json")
+    with pytest.raises(DataError, match="empty"):
+        load_examples(_squad(tmp_path / "blank.json", [_qa("1", "a", 0)], context=" \n"))
