@@ -1,0 +1,193 @@
+"""Synthetic Korean QA data and the syllable WordPiece tokenizer: alignment, split disjointness, determinism."""
+from __future__ import annotations
+
+import json
+import unicodedata
+from functools import lru_cache
+
+import pytest
+
+from train import synthetic
+from train.tokenizer import SPECIAL_TOKENS, save_tokenizer_dir, train_wordpiece
+
+SEED_CASES = [
+    ("철수는 서울에 삽니다.", "철수는 어디에 삽니까?", "서울"),
+    ("고양이가 의자에 앉습니다.", "고양이가 어디에 앉습니까?", "의자"),
+]
+
+
+@lru_cache(maxsize=None)
+def _records(split: str, n: int, seed: int) -> tuple[dict, ...]:
+    return tuple(synthetic.generate(n, seed=seed, split=split))
+
+
+@lru_cache(maxsize=None)
+def _tokenizer():
+    train = _records("train", 600, 0)
+    texts = sorted({r["context"] for r in train}) + [r["question"] for r in train]
+    return train_wordpiece(texts, vocab_size=2000, extra_alphabet=synthetic.alphabet())
+
+
+def _is_name_or_place_question(record: dict) -> bool:
+    return "어디" in record["question"] or "누구" in record["question"]
+
+
+# ---- generator --------------------------------------------------------------------------------------------------
+def test_same_arguments_give_identical_records_and_other_seeds_differ():
+    assert synthetic.generate(50, seed=3) == synthetic.generate(50, seed=3)
+    assert synthetic.generate(50, seed=3) != synthetic.generate(50, seed=4)
+    assert synthetic.generate(50, seed=3, split="heldout") == synthetic.generate(50, seed=3, split="heldout")
+
+
+@pytest.mark.parametrize("split", synthetic.SPLITS)
+def test_every_answer_indexes_its_context_and_ends_before_a_particle_or_verb(split):
+    records = _records(split, 800, 0)
+    for r in records:
+        (text,), (start,) = r["answers"]["text"], r["answers"]["answer_start"]
+        assert text and r["context"][start : start + len(text)] == text, r
+        assert r["context"][start + len(text)] in "에의으로이을를은는과와입부위 ", r
+        assert r["question"].endswith("?"), r
+
+
+@pytest.mark.parametrize("split", synthetic.SPLITS)
+def test_ids_are_unique_and_contexts_have_one_to_six_questions(split):
+    records = _records(split, 800, 0)
+    assert len({r["id"] for r in records}) == len(records)
+    per_context: dict[str, list[dict]] = {}
+    for r in records:
+        per_context.setdefault(r["title"], []).append(r)
+    sizes = [len(v) for v in per_context.values()]
+    assert min(sizes) == 1 and max(sizes) == 6
+    assert 0.08 < sizes.count(1) / len(sizes) < 0.25  # single-sentence contexts, like the seed examples
+    for qs in per_context.values():
+        assert len({q["question"] for q in qs}) == len(qs)  # one answer per question within a context
+        assert len({q["context"] for q in qs}) == 1
+
+
+def test_multi_sentence_contexts_ask_about_several_subjects():
+    questions: dict[str, set[str]] = {}
+    for r in _records("train", 800, 0):
+        questions.setdefault(r["context"], set()).add(r["question"].split()[0])  # the subject, with its particle
+    several = [(c, q) for c, q in questions.items() if c.count(".") >= 3]
+    assert len(several) > 500
+    for c, first_words in several:
+        assert len(first_words) >= 2, c
+
+
+def test_seed_patterns_are_generated():
+    pairs = {(r["context"], r["question"]) for r in _records("train", 800, 0)}
+    lives = [c for c, q in pairs if c.count(".") == 1 and c.endswith("에 삽니다.") and q.endswith("어디에 삽니까?")]
+    sits = [c for c, q in pairs if c.count(".") == 1 and c.endswith("에 앉습니다.") and q.endswith("어디에 앉습니까?")]
+    assert len(lives) >= 10 and len(sits) >= 10
+
+
+def test_heldout_names_and_places_never_occur_in_train_contexts():
+    train_text = "\n".join({r["context"] for r in _records("train", 3000, 0)})
+    heldout = [r for r in _records("heldout", 800, 1) if _is_name_or_place_question(r)]
+    assert len(heldout) > 500
+    leaked = {r["answers"]["text"][0] for r in heldout if r["answers"]["text"][0] in train_text}
+    assert not leaked
+
+
+def test_pools_are_disjoint_and_seed_words_stay_in_train():
+    train, heldout = synthetic.pools("train"), synthetic.pools("heldout")
+    for key in ("given", "cities", "towns", "venues", "furniture"):
+        assert not set(getattr(train, key)) & set(getattr(heldout, key)), key
+    assert {"철수", "영희", "민수"} <= set(train.given) and "서울" in train.cities and "의자" in train.furniture
+    assert "고양이" in train.animals and "고양이" not in heldout.animals
+    assert "서울" not in heldout.cities and "의자" not in heldout.furniture
+
+
+def test_heldout_uses_only_syllables_that_train_text_contains():
+    train_syllables = {ch for r in _records("train", 3000, 0) for ch in r["context"] + r["question"]}
+    heldout_syllables = {ch for r in _records("heldout", 800, 1) for ch in r["context"] + r["question"]}
+    assert {ch for ch in heldout_syllables if "\uac00" <= ch <= "\ud7a3"} <= set(synthetic.alphabet()) & train_syllables
+
+
+@pytest.mark.parametrize("word, particle, expected", [
+    ("철수", "은", "철수는"), ("서울", "는", "서울은"), ("고양이", "이", "고양이가"), ("책", "가", "책이"),
+    ("사과", "을", "사과를"), ("책", "를", "책을"), ("영희", "과", "영희와"), ("민준", "와", "민준과"),
+    ("서울", "으로", "서울로"), ("부산", "로", "부산으로"), ("파리", "으로", "파리로"), ("교사", "으로", "교사로"),
+])
+def test_particle_follows_the_final_consonant(word, particle, expected):
+    assert synthetic.josa(word, particle) == expected
+
+
+def test_unknown_split_is_rejected():
+    with pytest.raises(ValueError, match="split"):
+        synthetic.generate(1, split="test")
+
+
+def test_writers_produce_jsonl_and_nested_squad(tmp_path):
+    records = list(_records("train", 20, 0))
+    synthetic.write_jsonl(records, tmp_path / "d.jsonl")
+    synthetic.write_squad_json(records, tmp_path / "d.json")
+    lines = (tmp_path / "d.jsonl").read_text(encoding="utf-8").splitlines()
+    assert [json.loads(line) for line in lines] == records
+    doc = json.loads((tmp_path / "d.json").read_text(encoding="utf-8"))
+    flat = [
+        (qa["id"], para["context"], qa["answers"][0]["text"], qa["answers"][0]["answer_start"])
+        for article in doc["data"] for para in article["paragraphs"] for qa in para["qas"]
+    ]
+    assert flat == [(r["id"], r["context"], r["answers"]["text"][0], r["answers"]["answer_start"][0]) for r in records]
+    assert len(doc["data"]) == 20 and all(len(a["paragraphs"]) == 1 for a in doc["data"])
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["d.json", "d.jsonl"]  # no temporary files left
+
+
+# ---- tokenizer --------------------------------------------------------------------------------------------------
+def test_special_token_ids_and_no_truncation_or_padding():
+    tok = _tokenizer()
+    assert [tok.token_to_id(t) for t in SPECIAL_TOKENS] == [0, 1, 2, 3, 4]
+    assert tok.truncation is None and tok.padding is None
+
+
+@pytest.mark.parametrize("context, question, answer", SEED_CASES)
+def test_answer_before_particle_is_token_aligned(context, question, answer):
+    enc = _tokenizer().encode(question, context)
+    ctx_tokens = [(t, o) for t, o, s in zip(enc.tokens, enc.offsets, enc.type_ids) if s == 1 and t != "[SEP]"]
+    start = context.index(answer)
+    assert [t for t, _ in ctx_tokens][:5] == list(context.replace(" ", "")[:5])
+    assert (start, start + 1) in [o for _, o in ctx_tokens]
+    assert (start + len(answer) - 1, start + len(answer)) in [o for _, o in ctx_tokens]
+    assert "[UNK]" not in enc.tokens
+
+
+def test_offsets_map_back_to_the_given_string_and_hangul_is_never_recomposed():
+    tok = _tokenizer()
+    for text in ("고양이가 의자에 앉습니다.", unicodedata.normalize("NFD", "고양이가 의자에 앉습니다.")):
+        assert tok.normalizer.normalize_str(text) == text
+        enc = tok.encode(text, add_special_tokens=False)
+        assert "".join(text[a:b] for a, b in enc.offsets) == text.replace(" ", "")
+    nfc = tok.encode("고양이가 의자에 앉습니다.", add_special_tokens=False).tokens
+    assert nfc[:4] == ["고", "양", "이", "가"] and nfc[4:7] == ["의", "자", "에"]
+
+
+def test_tokens_per_character_is_realistic_and_heldout_has_no_unknown_tokens():
+    tok = _tokenizer()
+    contexts = sorted({r["context"] for r in _records("heldout", 200, 1)})
+    encs = tok.encode_batch(contexts, add_special_tokens=False)
+    assert sum(len(e.ids) for e in encs) / sum(map(len, contexts)) >= 0.6
+    assert not any(tok.token_to_id("[UNK]") in e.ids for e in encs)
+
+
+def test_digits_get_wordpiece_merges():
+    tok = _tokenizer()
+    assert tok.encode("2019년", add_special_tokens=False).tokens[0] in ("2019", "20")
+    assert any(t.startswith("##") for t in tok.get_vocab())
+
+
+def test_auto_tokenizer_round_trip_matches_the_raw_tokenizer(tmp_path):
+    from transformers import AutoTokenizer
+
+    tok = _tokenizer()
+    save_tokenizer_dir(tok, tmp_path, model_max_length=384)
+    loaded = AutoTokenizer.from_pretrained(str(tmp_path))
+    assert loaded.is_fast and loaded.model_max_length == 384 and loaded.padding_side == "right"
+    assert (loaded.pad_token_id, loaded.unk_token_id, loaded.cls_token_id, loaded.sep_token_id,
+            loaded.mask_token_id) == (0, 1, 2, 3, 4)
+    for context, question, _ in SEED_CASES:
+        raw = tok.encode(question, context)
+        got = loaded(question, context, return_offsets_mapping=True)
+        assert got["input_ids"] == raw.ids
+        assert [tuple(o) for o in got["offset_mapping"]] == raw.offsets
+        assert got["token_type_ids"] == raw.type_ids

@@ -1,0 +1,74 @@
+"""A BERT-style WordPiece tokenizer for Korean QA: one token per Hangul syllable, WordPiece merges for the rest."""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Iterable
+
+from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
+
+log = logging.getLogger(__name__)
+
+SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")  # ids 0..4, in this order
+HANGUL_SYLLABLE = "[\uac00-\ud7a3]"
+
+
+def _hangul(text: str) -> set[str]:
+    return {ch for ch in text if "\uac00" <= ch <= "\ud7a3"}
+
+
+def train_wordpiece(texts: Iterable[str], vocab_size: int = 8000, extra_alphabet: str = "") -> Tokenizer:
+    """Train a WordPiece tokenizer that splits Hangul into syllables, so answers before particles stay token-aligned."""
+    texts = list(texts)
+    syllables: set[str] = set()
+    for text in texts:
+        syllables |= _hangul(text)
+    tok = Tokenizer(models.WordPiece(unk_token="[UNK]", continuing_subword_prefix="##", max_input_chars_per_word=100))
+    # BertNormalizer without accent stripping or lowercasing leaves Hangul composed (no NFD) and offsets intact.
+    tok.normalizer = normalizers.BertNormalizer(
+        clean_text=True, handle_chinese_chars=True, strip_accents=False, lowercase=False
+    )
+    tok.pre_tokenizer = pre_tokenizers.Sequence(
+        [pre_tokenizers.BertPreTokenizer(), pre_tokenizers.Split(Regex(HANGUL_SYLLABLE), "isolated")]
+    )
+    trainer = trainers.WordPieceTrainer(
+        vocab_size=vocab_size,
+        special_tokens=list(SPECIAL_TOKENS),
+        initial_alphabet=sorted(syllables | set(extra_alphabet)),
+        continuing_subword_prefix="##",
+        show_progress=False,
+    )
+    tok.train_from_iterator(texts, trainer=trainer, length=len(texts))
+    for i, token in enumerate(SPECIAL_TOKENS):
+        if tok.token_to_id(token) != i:
+            raise RuntimeError(f"special token {token} got id {tok.token_to_id(token)}, expected {i}")
+    cls, sep = tok.token_to_id("[CLS]"), tok.token_to_id("[SEP]")
+    tok.post_processor = processors.TemplateProcessing(
+        single="[CLS] $A [SEP]",
+        pair="[CLS] $A [SEP] $B:1 [SEP]:1",
+        special_tokens=[("[CLS]", cls), ("[SEP]", sep)],
+    )
+    tok.decoder = decoders.WordPiece(prefix="##")
+    log.info("trained WordPiece on %d texts: %d tokens, %d Hangul syllables", len(texts), tok.get_vocab_size(),
+             len(syllables | _hangul(extra_alphabet)))
+    return tok
+
+
+def save_tokenizer_dir(tokenizer: Tokenizer, out_dir: str | Path, model_max_length: int = 512) -> None:
+    """Write `tokenizer` so that transformers.AutoTokenizer.from_pretrained(out_dir) loads it offline as a fast one."""
+    from transformers import PreTrainedTokenizerFast
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    wrapped = PreTrainedTokenizerFast(
+        tokenizer_object=tokenizer,
+        unk_token="[UNK]",
+        pad_token="[PAD]",
+        cls_token="[CLS]",
+        sep_token="[SEP]",
+        mask_token="[MASK]",
+        model_max_length=model_max_length,
+        padding_side="right",
+    )
+    wrapped.save_pretrained(str(out_dir))
+    log.info("saved tokenizer (%d tokens) to %s", tokenizer.get_vocab_size(), out_dir)
