@@ -1,0 +1,60 @@
+"""The `qa-engine export` subcommand: argparse only here; the export stack is imported when it runs."""
+from __future__ import annotations
+
+import argparse
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from qa_engine.manifest import Variant
+
+
+def _cmd_export(args: argparse.Namespace) -> int:
+    from qa_engine.manifest import Manifest
+
+    from .pipeline import export_artifact, parse_precisions
+
+    out = export_artifact(
+        args.model,
+        args.output,
+        precisions=parse_precisions(args.precision),
+        opset=args.opset,
+        force=args.force,
+        validation_data=args.data,
+        max_validation=args.max_validation,
+    )
+    manifest = Manifest.read(out)
+    print(f"exported {manifest.model_type} to {out} (opset {manifest.opset}; fused: "
+          + ", ".join(f"{k} {v}" for k, v in manifest.fusion.items()) + ")")
+    for precision, variant in manifest.variants.items():
+        print(f"  {precision:5s} {variant.file:18s} [{'/'.join(variant.providers)}] {_summary(variant)}")
+    return 0
+
+
+def _summary(variant: "Variant") -> str:
+    """One line of a variant's validation numbers and note."""
+    v = variant.validation
+    if v.get("reference") == "pytorch":
+        line = (f"max |Δ logits| vs PyTorch {v['max_abs_diff']:.1e} on {v['questions']} questions; "
+                f"EM {v['exact_match']:.2f} F1 {v['f1']:.2f} on {v['scored_questions']}")
+    elif v:
+        line = (f"{100 * v['answers_identical']:.1f}% answers identical to fp32 on {v['questions']} questions; "
+                f"EM {v['exact_match']:.2f} ({v['exact_match_delta']:+.2f}) F1 {v['f1']:.2f} ({v['f1_delta']:+.2f})")
+    else:
+        line = ""
+    note = f"WARNING: {variant.note}" if variant.validated and variant.note else variant.note
+    return "; ".join(part for part in (line, note) if part)
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    """Add `export` to the qa-engine command."""
+    p = sub.add_parser("export", help="export a fine-tuned checkpoint to a validated ONNX artifact folder")
+    p.add_argument("--model", required=True, help="checkpoint folder (save_pretrained, with tokenizer.json)")
+    p.add_argument("--output", required=True, help="artifact folder to write")
+    p.add_argument("--precision", default="all",
+                   help="fp32, int8, fp16, a comma-separated list, or all (default: all)")
+    p.add_argument("--opset", type=int, default=None, help="ONNX opset (default: Optimum's choice, at least 14)")
+    p.add_argument("--force", action="store_true", help="replace an existing artifact folder")
+    p.add_argument("--data", default=None,
+                   help="SQuAD JSON / JSON Lines for validation (default: a held-out synthetic set)")
+    p.add_argument("--max-validation", type=int, default=500, help="validation questions at most (default 500)")
+    p.set_defaults(func=_cmd_export)

@@ -1,0 +1,225 @@
+"""export_artifact: checkpoint -> validated ONNX artifact folder (fp32/int8/fp16 + tokenizer + manifest), atomically."""
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+from importlib import metadata
+from pathlib import Path
+from typing import Iterable, NamedTuple
+
+from qa_engine import runtime
+from qa_engine.atomic import atomic_dir
+from qa_engine.config import DecodeConfig, WindowConfig
+from qa_engine.features import WindowTokenizer
+from qa_engine.manifest import PRECISIONS, Manifest, Variant, sha256_file
+
+from . import fusion, onnx_export, quantize, validate
+
+log = logging.getLogger(__name__)
+
+PROVIDERS = {"fp32": ["cpu", "cuda"], "int8": ["cpu"], "fp16": ["cuda"]}
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "config.json")
+VERSIONED = ("onnxruntime", "optimum", "optimum-onnx", "transformers", "torch", "onnx")
+TRAIN_CONFIG = "train_config.json"  # written by `qa-engine train`: the window settings the model was trained with
+WORK = ".work"  # intermediates inside the temp artifact folder, removed before it is renamed into place
+
+
+def parse_precisions(value: str | Iterable[str]) -> tuple[str, ...]:
+    """'all', 'fp32,int8' or an iterable -> a checked tuple in canonical order."""
+    items = value.split(",") if isinstance(value, str) else list(value)
+    items = [p.strip() for p in items if p.strip()]
+    if "all" in items:
+        return PRECISIONS
+    unknown = sorted(set(items) - set(PRECISIONS))
+    if unknown or not items:
+        raise ValueError(f"unknown precision {', '.join(unknown) or '(none)'}; choose from {', '.join(PRECISIONS)} or all")
+    return tuple(p for p in PRECISIONS if p in items)
+
+
+def settings(checkpoint: onnx_export.Checkpoint) -> tuple[WindowConfig, DecodeConfig]:
+    """The manifest's window and decoding defaults: the training run's (train_config.json) where it recorded
+    them, else the package defaults, with max_length cut to the model's position embeddings."""
+    path = checkpoint.path / TRAIN_CONFIG
+    window, decode = WindowConfig(), DecodeConfig()
+    try:
+        recorded = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+        if not isinstance(recorded, dict):
+            raise ValueError("expected a JSON object")
+        max_length = int(recorded.get("max_length", window.max_length))
+        doc_stride = int(recorded.get("doc_stride", window.doc_stride))
+        positions = getattr(checkpoint.config, "max_position_embeddings", None) or max_length
+        if max_length > positions:
+            log.info("max_length %d exceeds the model's %d positions; using %d", max_length, positions, positions)
+            max_length, doc_stride = positions, min(doc_stride, positions // 4)
+        return (
+            WindowConfig(max_length, doc_stride),
+            DecodeConfig(max_answer_length=int(recorded.get("max_answer_length", decode.max_answer_length))),
+        )
+    except (TypeError, ValueError) as e:
+        raise ValueError(f"{path}: unusable window settings ({e})") from e
+
+
+def versions() -> dict[str, str]:
+    """Installed versions of the packages that shaped the artifact."""
+    import onnxruntime
+
+    found = {"onnxruntime": onnxruntime.__version__}
+    for name in VERSIONED[1:]:
+        try:
+            found[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+    return found
+
+
+def export_artifact(
+    model_dir: str | Path,
+    output_dir: str | Path,
+    precisions: str | Iterable[str] = ("fp32", "int8"),
+    opset: int | None = None,
+    force: bool = False,
+    validation_data: str | Path | None = None,
+    max_validation: int = 500,
+) -> Path:
+    """Export, fuse, quantize and validate a QA checkpoint into `output_dir`; nothing is left half-written.
+
+    The fp32 ONNX graph must match PyTorch (else ParityError); int8/fp16 are scored against fp32 and
+    the scores go into the manifest. An existing `output_dir` is replaced only with `force`, and only
+    once every step has succeeded.
+    """
+    precisions = parse_precisions(precisions)
+    onnx_export.check_opset(opset)
+    if max_validation < 1:
+        raise ValueError(f"max_validation must be >= 1, got {max_validation}")
+    checkpoint = onnx_export.inspect_checkpoint(model_dir)
+    output_dir = Path(output_dir)
+    with atomic_dir(output_dir, force) as tmp:
+        manifest = _build(checkpoint, tmp, precisions, opset, validation_data, max_validation)
+        shutil.rmtree(tmp / WORK)
+        manifest.write(tmp)
+    log.info("artifact written to %s", output_dir)
+    return output_dir
+
+
+class Outcome(NamedTuple):
+    """One variant's validation: whether it counts as validated, the numbers, and a note for people."""
+
+    validated: bool
+    summary: dict
+    note: str = ""
+
+
+def _build(
+    checkpoint: onnx_export.Checkpoint,
+    out: Path,
+    precisions: tuple[str, ...],
+    opset: int | None,
+    validation_data: str | Path | None,
+    max_validation: int,
+) -> Manifest:
+    """Every step of the export into the (temporary) folder `out`; returns the manifest to write."""
+    work = out / WORK
+    work.mkdir()
+    model = onnx_export.load_model(checkpoint)
+    raw = onnx_export.export_onnx(model, work, opset)
+    files = {p: (out if p in precisions else work) / f"model.{p}.onnx" for p in ("fp32", *precisions)}
+    fusion_counts = fusion.fuse(raw.path, files["fp32"], checkpoint.config)
+    if "int8" in files:
+        quantize.quantize_int8(files["fp32"], files["int8"])
+    if "fp16" in files:
+        quantize.convert_fp16(files["fp32"], files["fp16"])
+    graph = {p: onnx_export.read_graph(path) for p, path in files.items()}["fp32"]  # checks every file
+    for name in TOKENIZER_FILES:
+        if (checkpoint.path / name).is_file():
+            shutil.copy2(checkpoint.path / name, out / name)
+
+    windows, decode = settings(checkpoint)
+    tokenizer = WindowTokenizer.from_file(checkpoint.tokenizer_file, windows)
+    outcomes, source = _validate(
+        model, files, tokenizer, decode, graph.input_names, validation_data, max_validation
+    )
+    variants = {
+        p: Variant(
+            file=files[p].name,
+            sha256=sha256_file(files[p]),
+            providers=PROVIDERS[p],
+            validated=outcomes[p].validated,
+            validation={**outcomes[p].summary, "data": source} if outcomes[p].summary else {},
+            note=outcomes[p].note,
+        )
+        for p in precisions
+    }
+    return Manifest(
+        model_type=checkpoint.model_type,
+        input_names=graph.input_names,
+        output_names=graph.output_names,
+        variants=variants,
+        max_length=windows.max_length,
+        doc_stride=windows.doc_stride,
+        max_answer_length=decode.max_answer_length,
+        opset=graph.opset,
+        versions=versions(),
+        fusion=fusion_counts,
+    )
+
+
+def _validate(
+    model,
+    files: dict[str, Path],
+    tokenizer: WindowTokenizer,
+    decode: DecodeConfig,
+    input_names: list[str],
+    validation_data: str | Path | None,
+    max_validation: int,
+) -> tuple[dict[str, Outcome], str]:
+    """fp32 parity with PyTorch (raises when broken), then each other variant against fp32."""
+    examples, source = validate.validation_examples(validation_data, max_validation)
+    examples = validate.usable(examples, tokenizer)
+    reference, summary = validate.check_fp32_parity(
+        model, runtime.cpu_session(files["fp32"]), tokenizer, examples, input_names, decode
+    )
+    outcomes = {"fp32": Outcome(True, summary)}
+    if "int8" in files:
+        summary = validate.compare_to_fp32(
+            runtime.cpu_session(files["int8"]), reference.answers, tokenizer, examples, input_names, decode, "int8"
+        )
+        outcomes["int8"] = Outcome(True, summary, _f1_note(summary))
+    if "fp16" in files:
+        outcomes["fp16"] = _validate_fp16(files["fp16"], reference.answers, tokenizer, examples, input_names, decode)
+    return outcomes, source
+
+
+def _f1_note(summary: dict) -> str:
+    drop = -summary["f1_delta"]
+    return f"F1 {drop:.2f} points below fp32" if drop > validate.F1_WARN_DROP else ""
+
+
+def _validate_fp16(path: Path, reference_answers, tokenizer, examples, input_names, decode) -> Outcome:
+    """Score fp16 against fp32 on CUDA when a CUDA provider really runs here.
+
+    Elsewhere it is not validated (CPU fp16 kernels are not what CUDA runs), but a short CPU run still
+    checks that the converted graph answers like fp32; its numbers go into the validation record.
+    """
+    import onnxruntime as ort
+
+    session = runtime.cuda_session(path)
+    if session is not None:
+        summary = validate.compare_to_fp32(
+            session, reference_answers, tokenizer, examples, input_names, decode, "fp16"
+        )
+        return Outcome(True, summary, _f1_note(summary))
+    reason = (
+        "CUDA provider created no session on this machine (no GPU, or CUDA/cuDNN libraries missing)"
+        if runtime.CUDA in ort.get_available_providers()
+        else "this onnxruntime build has no CUDA provider"
+    )
+    log.warning("fp16 not validated on CUDA: %s; checking it on CPU only", reason)
+    k = min(validate.PARITY_QUESTIONS, len(examples))
+    try:
+        summary = validate.compare_to_fp32(
+            runtime.cpu_session(path), reference_answers[:k], tokenizer, examples[:k], input_names, decode, "fp16"
+        )
+    except ValueError as e:  # an onnxruntime build without CPU fp16 kernels for some fused op
+        return Outcome(False, {}, f"not validated: {reason}; the CPU check could not run ({e})")
+    return Outcome(False, summary, f"not validated on CUDA: {reason}; CPU check only")

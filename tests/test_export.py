@@ -1,0 +1,234 @@
+"""Export: ONNX artifact in every precision, parity with PyTorch, manifest, atomicity and clear errors."""
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("optimum.exporters.onnx")
+pytest.importorskip("torch")
+
+from export import onnx_export, pipeline, quantize  # noqa: E402
+from export.fusion import FusionError, fuse  # noqa: E402
+from qa_engine.manifest import Manifest, sha256_file  # noqa: E402
+
+slow = pytest.mark.slow  # trains the tiny model (first run) or exports one
+
+SMALL = 24  # validation questions for the extra exports: enough to decode real windows, quick on 2 cores
+
+
+def _copy_checkpoint(src: Path, dst: Path, skip: tuple[str, ...] = ()) -> Path:
+    shutil.copytree(src, dst, ignore=shutil.ignore_patterns(*skip))
+    return dst
+
+
+def _tree(folder: Path) -> dict[str, str]:
+    return {p.name: sha256_file(p) for p in sorted(folder.iterdir()) if p.is_file()}
+
+
+def _leftovers(parent: Path) -> list[str]:
+    return [p.name for p in parent.iterdir() if p.name.startswith(".")]
+
+
+@slow
+def test_artifact_has_every_precision_with_matching_checksums(tiny_artifact: Path, tiny_checkpoint: Path) -> None:
+    manifest = Manifest.read(tiny_artifact)
+    assert set(manifest.variants) == {"fp32", "int8", "fp16"}
+    for precision, variant in manifest.variants.items():
+        assert variant.file == f"model.{precision}.onnx"
+        assert sha256_file(tiny_artifact / variant.file) == variant.sha256
+    assert manifest.variants["fp32"].providers == ["cpu", "cuda"]
+    assert manifest.variants["int8"].providers == ["cpu"]
+    assert manifest.variants["fp16"].providers == ["cuda"]
+    for name in ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "config.json"):
+        assert (tiny_artifact / name).is_file(), name
+    assert not (tiny_artifact / pipeline.WORK).exists()
+    assert manifest.model_type == "distilbert"
+    assert manifest.input_names == ["input_ids", "attention_mask"]  # DistilBERT takes no token_type_ids
+    assert manifest.output_names[:2] == ["start_logits", "end_logits"]
+    assert manifest.opset >= onnx_export.MIN_OPSET
+    assert {"onnxruntime", "optimum", "transformers", "torch", "onnx"} <= set(manifest.versions)
+    import onnx
+
+    graph = onnx.load(str(tiny_artifact / "model.fp32.onnx"), load_external_data=False).graph
+    for tensor in graph.input:  # dynamic batch and sequence axes
+        assert all(d.dim_param and not d.dim_value for d in tensor.type.tensor_type.shape.dim), tensor.name
+    layers = json.loads((tiny_checkpoint / "config.json").read_text())["n_layers"]
+    assert manifest.fusion["Attention"] == layers
+    assert manifest.fusion["SkipLayerNormalization"] == 2 * layers
+    assert manifest.fusion["EmbedLayerNormalization"] == 1
+
+
+@slow
+def test_manifest_records_validation(tiny_artifact: Path) -> None:
+    variants = Manifest.read(tiny_artifact).variants
+    fp32 = variants["fp32"]
+    assert fp32.validated
+    assert fp32.validation["reference"] == "pytorch"
+    assert fp32.validation["max_abs_diff"] <= 1e-4
+    assert fp32.validation["answers_identical"] == 1.0
+    int8 = variants["int8"]
+    assert int8.validated and int8.validation["reference"] == "fp32"
+    assert int8.validation["questions"] > 100
+    assert int8.validation["answers_identical"] >= 0.9
+    fp16 = variants["fp16"]
+    if not fp16.validated:  # no working CUDA provider here: the reason is recorded
+        assert "not validated" in fp16.note and "CUDA" in fp16.note
+
+
+@slow
+def test_fp32_onnx_matches_pytorch_on_real_windows(tiny_artifact: Path, tiny_checkpoint: Path) -> None:
+    """An independent check of the parity the export asserts: real Korean windows, padded batch."""
+    import torch
+    from transformers import AutoModelForQuestionAnswering
+
+    from qa_engine.features import WindowTokenizer
+    from qa_engine.runtime import cpu_session
+    from export.validate import BUILTIN_SAMPLES
+
+    tok = WindowTokenizer.from_file(tiny_artifact / "tokenizer.json")
+    w = tok.windows([q for q, _, _ in BUILTIN_SAMPLES], [c for _, c, _ in BUILTIN_SAMPLES])
+    feed = {"input_ids": w.input_ids, "attention_mask": w.attention_mask}
+    start, end = cpu_session(tiny_artifact / "model.fp32.onnx").run(["start_logits", "end_logits"], feed)
+    model = AutoModelForQuestionAnswering.from_pretrained(tiny_checkpoint).eval()
+    with torch.inference_mode():
+        out = model(**{k: torch.from_numpy(v) for k, v in feed.items()})
+    real = w.attention_mask.astype(bool)
+    assert np.abs(start - out.start_logits.numpy())[real].max() <= 1e-4
+    assert np.abs(end - out.end_logits.numpy())[real].max() <= 1e-4
+
+
+@slow
+def test_bert_family_exports_with_token_type_ids(tiny_bert_checkpoint: Path, tmp_path: Path) -> None:
+    out = pipeline.export_artifact(
+        tiny_bert_checkpoint, tmp_path / "bert", precisions=("fp32", "int8"), max_validation=SMALL
+    )
+    manifest = Manifest.read(out)
+    assert manifest.model_type == "bert"
+    assert manifest.input_names == ["input_ids", "attention_mask", "token_type_ids"]
+    assert set(manifest.variants) == {"fp32", "int8"}
+    assert manifest.variants["fp32"].validated and manifest.variants["fp32"].validation["max_abs_diff"] <= 1e-4
+    assert manifest.variants["int8"].validated
+    assert not (out / "model.fp16.onnx").exists()
+
+
+@slow
+def test_failed_export_leaves_previous_artifact_untouched(
+    tiny_artifact: Path, tiny_checkpoint: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    previous = shutil.copytree(tiny_artifact, tmp_path / "artifact")
+    before = _tree(previous)
+
+    def failing(src: Path, dst: Path) -> None:
+        dst.write_bytes(b"half-written")
+        raise RuntimeError("injected failure")
+
+    monkeypatch.setattr(quantize, "quantize_int8", failing)
+    with pytest.raises(RuntimeError, match="injected"):
+        pipeline.export_artifact(tiny_checkpoint, previous, precisions="all", force=True, max_validation=SMALL)
+    assert _tree(previous) == before
+
+    def interrupted(src: Path, dst: Path) -> None:
+        dst.write_bytes(b"half-written")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(quantize, "convert_fp16", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        pipeline.export_artifact(tiny_checkpoint, tmp_path / "fresh", precisions=("fp32", "fp16"), max_validation=SMALL)
+    assert not (tmp_path / "fresh").exists()
+    assert _leftovers(tmp_path) == []
+
+
+@slow
+def test_existing_output_needs_force(tiny_checkpoint: Path, tmp_path: Path) -> None:
+    out = tmp_path / "artifact"
+    out.mkdir()
+    (out / "keep.txt").write_text("mine")
+    with pytest.raises(FileExistsError, match="--force"):
+        pipeline.export_artifact(tiny_checkpoint, out)
+    assert (out / "keep.txt").read_text() == "mine"
+
+
+@slow
+def test_cli_exports_and_prints_summary(
+    tiny_checkpoint: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from qa_engine.cli import main
+
+    out = tmp_path / "cli-artifact"
+    args = ["export", "--model", str(tiny_checkpoint), "--output", str(out), "--precision", "fp32",
+            "--max-validation", str(SMALL)]
+    assert main(args) == 0
+    printed = capsys.readouterr().out
+    assert "fp32" in printed and "PyTorch" in printed
+    assert set(Manifest.read(out).variants) == {"fp32"}
+    assert main(args) == 2  # exists, no --force
+    assert "--force" in capsys.readouterr().err
+
+
+@slow
+def test_not_a_qa_model(tiny_checkpoint: Path, tmp_path: Path) -> None:
+    ckpt = _copy_checkpoint(tiny_checkpoint, tmp_path / "mlm")
+    config = json.loads((ckpt / "config.json").read_text())
+    config["architectures"] = ["DistilBertForMaskedLM"]
+    (ckpt / "config.json").write_text(json.dumps(config))
+    with pytest.raises(ValueError, match="not a question-answering model"):
+        pipeline.export_artifact(ckpt, tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+
+
+@slow
+def test_unsupported_architecture(tiny_checkpoint: Path, tmp_path: Path) -> None:
+    ckpt = _copy_checkpoint(tiny_checkpoint, tmp_path / "roberta")
+    (ckpt / "config.json").write_text(json.dumps({"model_type": "roberta", "architectures": ["RobertaForQuestionAnswering"]}))
+    with pytest.raises(ValueError, match="'roberta' is not supported"):
+        onnx_export.inspect_checkpoint(ckpt)
+
+
+@slow
+def test_missing_tokenizer(tiny_checkpoint: Path, tmp_path: Path) -> None:
+    ckpt = _copy_checkpoint(tiny_checkpoint, tmp_path / "no-tok", skip=("tokenizer.json",))
+    with pytest.raises(FileNotFoundError, match="tokenizer.json"):
+        pipeline.export_artifact(ckpt, tmp_path / "out")
+
+
+@slow
+def test_corrupt_weights(tiny_checkpoint: Path, tmp_path: Path) -> None:
+    ckpt = _copy_checkpoint(tiny_checkpoint, tmp_path / "corrupt")
+    checkpoint = onnx_export.inspect_checkpoint(ckpt)
+    checkpoint.weights.write_bytes(b"\x00garbage" * 16)
+    with pytest.raises(ValueError, match=checkpoint.weights.name):
+        pipeline.export_artifact(ckpt, tmp_path / "out")
+    assert not (tmp_path / "out").exists() and _leftovers(tmp_path) == []
+
+
+def test_corrupt_onnx_is_named(tmp_path: Path) -> None:
+    bad = tmp_path / "model.fp32.onnx"
+    bad.write_bytes(b"not a protobuf" * 8)
+    with pytest.raises(ValueError, match="model.fp32.onnx"):
+        onnx_export.read_graph(bad)
+
+
+@slow
+def test_fusion_raises_when_attention_is_not_fused(tiny_checkpoint: Path, tmp_path: Path) -> None:
+    checkpoint = onnx_export.inspect_checkpoint(tiny_checkpoint)
+    raw = onnx_export.export_onnx(onnx_export.load_model(checkpoint), tmp_path)
+    layers = checkpoint.config.num_hidden_layers
+    config = checkpoint.config.__class__.from_dict({**checkpoint.config.to_dict(), "n_layers": layers + 1})
+    with pytest.raises(FusionError, match=f"{layers} attention nodes for {layers + 1} layers"):
+        fuse(raw.path, tmp_path / "fused.onnx", config)
+
+
+def test_parse_precisions() -> None:
+    assert pipeline.parse_precisions("all") == ("fp32", "int8", "fp16")
+    assert pipeline.parse_precisions("int8,fp32") == ("fp32", "int8")
+    with pytest.raises(ValueError, match="bf16"):
+        pipeline.parse_precisions("fp32,bf16")
+
+
+def test_old_opset_refused_before_any_work(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="opset 13"):
+        pipeline.export_artifact(tmp_path / "no-such-checkpoint", tmp_path / "out", opset=13)
