@@ -59,6 +59,8 @@ def _progress(total: int | None):
 
 
 def _cmd_batch(args: argparse.Namespace) -> int:
+    if args.ray:
+        return _cmd_batch_ray(args)
     engine = _engine(args)
     examples = iter_examples(args.input)
     bar = _progress(None)
@@ -73,7 +75,7 @@ def _cmd_batch(args: argparse.Namespace) -> int:
             )
             busy += time.perf_counter() - t0
             for ex, res in zip(chunk, results):
-                out.write(json.dumps({"id": ex.id, "question": ex.question, **_flat(res)}, ensure_ascii=False) + "\n")
+                out.write(json.dumps(output_record(ex.id, ex.question, res), ensure_ascii=False) + "\n")
                 best = res if isinstance(res, dict) else res[0]
                 predictions[ex.id] = best["answer"]
             answered += len(chunk)
@@ -94,8 +96,24 @@ def _cmd_batch(args: argparse.Namespace) -> int:
     return 0
 
 
-def _flat(result: dict | list[dict]) -> dict:
-    return result if isinstance(result, dict) else {**result[0], "top_k": result}
+def _cmd_batch_ray(args: argparse.Namespace) -> int:
+    if args.print:
+        raise ValueError("--print is not available with --ray; read the output file")
+    from .ray_batch import answer_dataset_ray
+
+    summary = answer_dataset_ray(
+        args.model, args.input, args.output, num_workers=args.num_workers, provider=args.provider,
+        precision=args.precision, model_batch_size=args.batch_size, predictions_path=args.predictions_json,
+        **_options(args),
+    )
+    print(json.dumps(summary))
+    return 0
+
+
+def output_record(qid: str, question: str, result: dict | list[dict]) -> dict:
+    """One output row of `batch`: id, question, the best answer's fields, and the top_k list when asked."""
+    flat = result if isinstance(result, dict) else {**result[0], "top_k": result}
+    return {"id": qid, "question": question, **flat}
 
 
 def _add_answer(sub: argparse._SubParsersAction) -> None:
@@ -115,6 +133,9 @@ def _add_batch(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--predictions-json", help="also write {id: answer} for `qa-engine evaluate`")
     p.add_argument("--batch-size", type=int, default=32, help="windows per model call")
     p.add_argument("--print", type=int, default=0, metavar="N", help="print the first N answers")
+    p.add_argument("--ray", action="store_true",
+                   help="answer on a pool of Ray actors (RAY_ADDRESS or a local cluster); needs qa-engine[serve]")
+    p.add_argument("--num-workers", type=int, default=2, help="Ray actors, one engine each (with --ray)")
     p.set_defaults(func=_cmd_batch)
 
 

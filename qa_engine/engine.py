@@ -6,7 +6,7 @@ import time
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import TYPE_CHECKING, Iterator, Sequence
 
 import numpy as np
 import onnxruntime as ort
@@ -17,6 +17,9 @@ from .config import DecodeConfig, WindowConfig
 from .features import Windows, WindowTokenizer
 from .manifest import Manifest, sha256_file
 from .spans import Answer, WindowSpans, best_spans, merge_answers
+
+if TYPE_CHECKING:
+    from .batcher import MicroBatcher
 
 log = logging.getLogger(__name__)
 
@@ -87,6 +90,12 @@ class QAEngine:
         log.info("loaded %s (%s on %s)", path, chosen, device)
         return cls(session, WindowTokenizer.from_file(tok_path, window), settings)
 
+    def batcher(self, **kwargs) -> "MicroBatcher":
+        """A `MicroBatcher` over this engine (see qa_engine.batcher for the keyword arguments)."""
+        from .batcher import MicroBatcher
+
+        return MicroBatcher(self, **kwargs)
+
     def answer(self, question: str, context: str, **kwargs) -> dict | list[dict]:
         """Answer one question: {"answer", "score", "start", "end"} (a list of them when top_k > 1)."""
         return self.answer_batch([question], [context], **kwargs)[0]
@@ -140,7 +149,7 @@ class QAEngine:
             with _timed(profile, "bucket"):
                 feed = self._feed(w, rows, width)
             with _timed(profile, "run"):
-                start_logits, end_logits = self.session.run(None, feed)[:2]
+                start_logits, end_logits = runtime.run(self.session, feed, self.settings.device)[:2]
             with _timed(profile, "decode"):
                 cols = min(width, w.input_ids.shape[1])
                 ws = best_spans(

@@ -1,0 +1,144 @@
+"""A Triton Inference Server model repository from an artifact: the ONNX file and a config.pbtxt read off it."""
+from __future__ import annotations
+
+import argparse
+import logging
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+from qa_engine.atomic import atomic_dir
+from qa_engine.manifest import Manifest, sha256_file
+
+log = logging.getLogger(__name__)
+
+MODEL_NAME = "qa_engine"
+KINDS = {"cpu": "KIND_CPU", "gpu": "KIND_GPU", "kind_cpu": "KIND_CPU", "kind_gpu": "KIND_GPU"}
+ONNX_TO_TRITON = {
+    "tensor(int64)": "TYPE_INT64",
+    "tensor(int32)": "TYPE_INT32",
+    "tensor(float)": "TYPE_FP32",
+    "tensor(float16)": "TYPE_FP16",
+    "tensor(double)": "TYPE_FP64",
+    "tensor(bool)": "TYPE_BOOL",
+}
+
+
+@dataclass(frozen=True)
+class TensorSpec:
+    """One model input or output as Triton declares it: dims without the batch dimension, -1 where free."""
+
+    name: str
+    data_type: str
+    dims: tuple[int, ...]
+
+
+def tensor_specs(model_path: str | Path) -> tuple[list[TensorSpec], list[TensorSpec]]:
+    """(inputs, outputs) of an ONNX model as onnxruntime reports them; the first dimension must be the free batch."""
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(str(model_path), providers=["CPUExecutionProvider"])
+
+    def spec(arg) -> TensorSpec:
+        if arg.type not in ONNX_TO_TRITON:
+            raise ValueError(f"{model_path}: {arg.name} has type {arg.type}, which has no Triton data type here")
+        if not arg.shape or isinstance(arg.shape[0], int):
+            raise ValueError(f"{model_path}: {arg.name} has shape {arg.shape}; Triton batching needs a free first dim")
+        dims = tuple(d if isinstance(d, int) else -1 for d in arg.shape[1:])
+        return TensorSpec(arg.name, ONNX_TO_TRITON[arg.type], dims)
+
+    return [spec(a) for a in session.get_inputs()], [spec(a) for a in session.get_outputs()]
+
+
+def _tensors(block: str, specs: list[TensorSpec]) -> str:
+    items = [
+        f'  {{\n    name: "{s.name}"\n    data_type: {s.data_type}\n    dims: [ {", ".join(map(str, s.dims))} ]\n  }}'
+        for s in specs
+    ]
+    return f"{block} [\n" + ",\n".join(items) + "\n]\n"
+
+
+def config_text(
+    name: str,
+    inputs: list[TensorSpec],
+    outputs: list[TensorSpec],
+    max_batch_size: int = 32,
+    instance_kind: str = "KIND_CPU",
+    instance_count: int = 1,
+    max_queue_delay_us: int = 2000,
+) -> str:
+    """config.pbtxt (protobuf text format) for the onnxruntime backend with dynamic batching."""
+    return (
+        f'name: "{name}"\nplatform: "onnxruntime_onnx"\nbackend: "onnxruntime"\nmax_batch_size: {max_batch_size}\n'
+        + _tensors("input", inputs)
+        + _tensors("output", outputs)
+        + f"dynamic_batching {{\n  max_queue_delay_microseconds: {max_queue_delay_us}\n}}\n"
+        + f"instance_group [\n  {{\n    count: {instance_count}\n    kind: {instance_kind}\n  }}\n]\n"
+    )
+
+
+def write_triton_repo(
+    artifact_dir: str | Path,
+    repo_dir: str | Path,
+    precision: str = "fp32",
+    max_batch_size: int = 32,
+    instance_kind: str = "cpu",
+    instance_count: int = 1,
+    max_queue_delay_us: int = 2000,
+    model_name: str = MODEL_NAME,
+    force: bool = False,
+) -> Path:
+    """Write `<repo_dir>/<model_name>/1/model.onnx` and `config.pbtxt` atomically; returns the model folder.
+
+    instance_kind is "cpu"/"gpu" (or KIND_CPU/KIND_GPU); other models already in repo_dir are left alone.
+    """
+    kind = KINDS.get(instance_kind.lower())
+    if kind is None:
+        raise ValueError(f"instance_kind must be cpu or gpu (KIND_CPU/KIND_GPU), got {instance_kind!r}")
+    if max_batch_size < 1:
+        raise ValueError(f"max_batch_size must be >= 1, got {max_batch_size}")
+    artifact_dir = Path(artifact_dir)
+    manifest = Manifest.read(artifact_dir)
+    if precision not in manifest.variants:
+        raise ValueError(f"precision {precision!r} not in the artifact (has: {', '.join(manifest.variants)})")
+    source = artifact_dir / manifest.variants[precision].file
+    if not source.is_file() or sha256_file(source) != manifest.variants[precision].sha256:
+        raise ValueError(f"{source}: missing or does not match the manifest checksum")
+    inputs, outputs = tensor_specs(source)
+    text = config_text(model_name, inputs, outputs, max_batch_size, kind, instance_count, max_queue_delay_us)
+    target = Path(repo_dir) / model_name
+    with atomic_dir(target, force=force) as tmp:
+        (tmp / "1").mkdir()
+        shutil.copyfile(source, tmp / "1" / "model.onnx")
+        (tmp / "config.pbtxt").write_text(text, encoding="utf-8")
+    log.info("wrote Triton model %s (%s, %s, max batch %d) to %s", model_name, precision, kind, max_batch_size, target)
+    return target
+
+
+def add_triton_args(parser: argparse.ArgumentParser) -> None:
+    """Options of `qa-engine export` that also write a Triton model repository."""
+    g = parser.add_argument_group("Triton Inference Server")
+    g.add_argument("--triton-repo", metavar="DIR", help="also write a Triton model repository here")
+    g.add_argument("--triton-precision", default="fp32", choices=["fp32", "int8", "fp16"],
+                   help="variant served by Triton (default fp32)")
+    g.add_argument("--triton-instance-kind", default="cpu", choices=["cpu", "gpu"])
+    g.add_argument("--triton-instances", type=int, default=1, help="model instances (instance_group count)")
+    g.add_argument("--triton-max-batch-size", type=int, default=32)
+    g.add_argument("--triton-max-queue-delay-us", type=int, default=2000,
+                   help="dynamic batching: longest wait for a fuller batch, in microseconds")
+
+
+def run_triton(args: argparse.Namespace, artifact_dir: str | Path) -> Path | None:
+    """Write the Triton repository when --triton-repo was given; returns its model folder or None."""
+    if not args.triton_repo:
+        return None
+    return write_triton_repo(
+        artifact_dir,
+        args.triton_repo,
+        precision=args.triton_precision,
+        max_batch_size=args.triton_max_batch_size,
+        instance_kind=args.triton_instance_kind,
+        instance_count=args.triton_instances,
+        max_queue_delay_us=args.triton_max_queue_delay_us,
+        force=args.force,
+    )

@@ -1,0 +1,104 @@
+"""The example FastAPI service: started with uvicorn on loopback, concurrent requests get the engine's answers."""
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+
+pytest.importorskip("fastapi")
+pytest.importorskip("uvicorn")
+httpx = pytest.importorskip("httpx")
+
+from qa_engine import QAEngine  # noqa: E402
+
+APP_DIR = Path(__file__).resolve().parents[1] / "examples" / "service"
+CONTEXTS = [
+    "세종대왕은 조선의 제4대 임금으로 1443년에 훈민정음을 창제하였다. 그는 집현전을 설치하여 학자들을 길렀다.",
+    "이순신은 조선 중기의 무신으로 임진왜란 때 거북선을 이끌고 한산도 대첩에서 승리하였다.",
+    "서울은 대한민국의 수도이며 한강이 도시를 가로질러 흐른다. 인구는 약 천만 명이다.",
+]
+QUESTIONS = ["누가 훈민정음을 창제하였나?", "거북선을 이끈 사람은?", "대한민국의 수도는?", "집현전을 설치한 임금은?"]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def service(tiny_artifact: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """Base URL of the app under uvicorn in a subprocess, ready to answer."""
+    port = _free_port()
+    log = (tmp_path_factory.mktemp("service") / "uvicorn.log").open("w+")
+    env = {**os.environ, "QA_ENGINE_MODEL": str(tiny_artifact), "QA_ENGINE_PROVIDER": "cpu",
+           "QA_ENGINE_PRECISION": "fp32", "QA_ENGINE_WORKERS": "2", "QA_ENGINE_INTRA_OP_THREADS": "1"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "uvicorn", "app:app", "--app-dir", str(APP_DIR), "--host", "127.0.0.1",
+         "--port", str(port), "--log-level", "warning"],
+        env=env, stdout=log, stderr=subprocess.STDOUT,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            if proc.poll() is not None:
+                log.seek(0)
+                pytest.fail(f"the service exited with {proc.returncode}:\n{log.read()}")
+            try:
+                if httpx.get(f"{url}/health", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            if time.monotonic() > deadline:
+                pytest.fail("the service did not start within 60 s")
+            time.sleep(0.2)
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(20)
+        log.close()
+
+
+@pytest.fixture(scope="module")
+def engine(tiny_artifact: Path) -> QAEngine:
+    """The engine the service loads; fp32, since int8's dynamic activation scales depend on the batch."""
+    return QAEngine.from_pretrained(tiny_artifact, provider="cpu", precision="fp32")
+
+
+def test_concurrent_requests_get_the_engines_answers(service: str, engine: QAEngine) -> None:
+    pairs = [(QUESTIONS[i % len(QUESTIONS)], CONTEXTS[i % len(CONTEXTS)]) for i in range(24)]
+
+    async def ask() -> list[httpx.Response]:
+        async with httpx.AsyncClient(base_url=service, timeout=60) as client:
+            return await asyncio.gather(
+                *(client.post("/answer", json={"question": q, "context": c}) for q, c in pairs)
+            )
+
+    for response, (q, c) in zip(asyncio.run(ask()), pairs):
+        assert response.status_code == 200, response.text
+        got, want = response.json(), engine.answer(q, c)
+        assert set(got) == {"answer", "score", "start", "end"}
+        assert (got["answer"], got["start"], got["end"]) == (want["answer"], want["start"], want["end"])
+        assert got["score"] == pytest.approx(want["score"], rel=1e-3, abs=1e-6)
+        assert c[got["start"]:got["end"]] == got["answer"]
+
+
+@pytest.mark.parametrize("body, status", [
+    ({"question": "", "context": CONTEXTS[0]}, 400),
+    ({"question": "세종대왕 " * 400, "context": CONTEXTS[0]}, 400),
+    ({"question": "질문"}, 422),
+    ({"question": 3, "context": CONTEXTS[0]}, 422),
+])
+def test_bad_input_is_refused(service: str, body: dict, status: int) -> None:
+    response = httpx.post(f"{service}/answer", json=body, timeout=60)
+    assert response.status_code == status, response.text
+    if status == 400:
+        assert response.json()["detail"]

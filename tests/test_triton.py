@@ -1,0 +1,200 @@
+"""Triton repository and client: config.pbtxt matches the ONNX model; the client answers as QAEngine does.
+
+No Triton server runs here: the model call is replaced by a local onnxruntime session.
+"""
+from __future__ import annotations
+
+import argparse
+import re
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+
+from export.triton import ONNX_TO_TRITON, add_triton_args, run_triton, write_triton_repo
+from qa_engine import QAEngine
+from qa_engine.manifest import Manifest, sha256_file
+from qa_engine.triton_client import TritonQAClient, http_infer
+
+TOKEN = re.compile(r'"[^"]*"|[{}\[\]:,]|[^\s{}\[\]:,"]+')
+
+QUESTIONS = ["누가 훈민정음을 창제하였나?", "거북선을 이끈 사람은?", "대한민국의 수도는?"]
+CONTEXTS = [
+    "세종대왕은 조선의 제4대 임금으로 1443년에 훈민정음을 창제하였다. " * 30,  # several windows
+    "이순신은 조선 중기의 무신으로 임진왜란 때 거북선을 이끌고 한산도 대첩에서 승리하였다.",
+    "서울은 대한민국의 수도이며 한강이 도시를 가로질러 흐른다.",
+]
+
+
+def _same(got, want) -> None:
+    """Same spans; scores may differ in the last digits (another session, other batch padding)."""
+    got, want = (got, want) if isinstance(got, list) else ([got], [want])
+    assert len(got) == len(want)
+    for g, w in zip(got, want):
+        if isinstance(g, list):
+            _same(g, w)
+            continue
+        assert (g["answer"], g["start"], g["end"]) == (w["answer"], w["start"], w["end"])
+        assert g["score"] == pytest.approx(w["score"], rel=1e-3, abs=1e-6)
+
+
+def parse_pbtxt(text: str) -> dict:
+    """A protobuf text-format message as a dict; repeated fields become lists."""
+    tokens = TOKEN.findall(text)
+    pos = 0
+
+    def value(tok: str):
+        if tok.startswith('"'):
+            return tok[1:-1]
+        return int(tok) if re.fullmatch(r"-?\d+", tok) else tok
+
+    def message(end: str | None) -> dict:
+        nonlocal pos
+        out: dict = {}
+        while pos < len(tokens) and tokens[pos] != end:
+            key = tokens[pos]
+            pos += 1
+            if tokens[pos] == ":":
+                pos += 1
+            if tokens[pos] == "{":
+                pos += 1
+                item = message("}")
+                pos += 1
+            elif tokens[pos] == "[":
+                pos += 1
+                item = []
+                while tokens[pos] != "]":
+                    if tokens[pos] == "{":
+                        pos += 1
+                        item.append(message("}"))
+                    else:
+                        item.append(value(tokens[pos]))
+                    pos += 1
+                    if tokens[pos] == ",":
+                        pos += 1
+                pos += 1
+            else:
+                item = value(tokens[pos])
+                pos += 1
+            out[key] = item
+        return out
+
+    return message(None)
+
+
+@pytest.fixture(scope="module")
+def engine(tiny_artifact: Path) -> QAEngine:
+    return QAEngine.from_pretrained(tiny_artifact, provider="cpu", precision="fp32")
+
+
+def _local_infer(model: Path, calls: list[dict]):
+    session = ort.InferenceSession(str(model), providers=["CPUExecutionProvider"])
+
+    def infer(feed: dict[str, np.ndarray]) -> list[np.ndarray]:
+        calls.append(feed)
+        return session.run(None, feed)[:2]
+
+    return infer
+
+
+@pytest.mark.parametrize("precision, kind", [("fp32", "cpu"), ("int8", "gpu")])
+def test_config_matches_the_onnx_model(tiny_artifact: Path, tmp_path: Path, precision: str, kind: str) -> None:
+    folder = write_triton_repo(tiny_artifact, tmp_path / "repo", precision=precision, max_batch_size=16,
+                               instance_kind=kind, max_queue_delay_us=500)
+    model = folder / "1" / "model.onnx"
+    assert folder == tmp_path / "repo" / "qa_engine"
+    assert sha256_file(model) == Manifest.read(tiny_artifact).variants[precision].sha256
+    config = parse_pbtxt((folder / "config.pbtxt").read_text(encoding="utf-8"))
+    assert config["name"] == "qa_engine"
+    assert config["platform"] == "onnxruntime_onnx" and config["backend"] == "onnxruntime"
+    assert config["max_batch_size"] == 16
+    assert config["dynamic_batching"] == {"max_queue_delay_microseconds": 500}
+    assert config["instance_group"] == [{"count": 1, "kind": "KIND_GPU" if kind == "gpu" else "KIND_CPU"}]
+    session = ort.InferenceSession(str(model), providers=["CPUExecutionProvider"])
+    for declared, actual in ((config["input"], session.get_inputs()), (config["output"], session.get_outputs())):
+        assert [d["name"] for d in declared] == [a.name for a in actual]
+        for d, a in zip(declared, actual):
+            assert d["data_type"] == ONNX_TO_TRITON[a.type]
+            assert not isinstance(a.shape[0], int)  # the batch dimension, left out of dims
+            assert d["dims"] == [x if isinstance(x, int) else -1 for x in a.shape[1:]] == [-1]
+    assert [d["name"] for d in config["input"]] == Manifest.read(tiny_artifact).input_names
+
+
+def test_repo_options_are_checked(tiny_artifact: Path, tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="instance_kind"):
+        write_triton_repo(tiny_artifact, tmp_path, instance_kind="tpu")
+    with pytest.raises(ValueError, match="precision"):
+        write_triton_repo(tiny_artifact, tmp_path, precision="bf16")
+    write_triton_repo(tiny_artifact, tmp_path)
+    with pytest.raises(FileExistsError):
+        write_triton_repo(tiny_artifact, tmp_path)
+
+
+def test_export_options_write_the_repo(tiny_artifact: Path, tmp_path: Path) -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--force", action="store_true")
+    add_triton_args(parser)
+    assert run_triton(parser.parse_args([]), tiny_artifact) is None
+    args = parser.parse_args(
+        ["--triton-repo", str(tmp_path), "--triton-instance-kind", "gpu", "--triton-max-batch-size", "8"]
+    )
+    config = parse_pbtxt((run_triton(args, tiny_artifact) / "config.pbtxt").read_text(encoding="utf-8"))
+    assert config["max_batch_size"] == 8 and config["instance_group"][0]["kind"] == "KIND_GPU"
+
+
+def test_client_answers_as_the_engine(tiny_artifact: Path, tmp_path: Path, engine: QAEngine) -> None:
+    folder = write_triton_repo(tiny_artifact, tmp_path, max_batch_size=4)
+    calls: list[dict] = []
+    client = TritonQAClient(tiny_artifact, _local_infer(folder / "1" / "model.onnx", calls), max_batch_size=4)
+    for kw in ({}, {"top_k": 3}, {"handle_impossible_answer": True}):
+        _same(client.answer_batch(QUESTIONS, CONTEXTS, **kw), engine.answer_batch(QUESTIONS, CONTEXTS, **kw))
+    _same(client.answer(QUESTIONS[1], CONTEXTS[1]), engine.answer(QUESTIONS[1], CONTEXTS[1]))
+    config = parse_pbtxt((folder / "config.pbtxt").read_text(encoding="utf-8"))
+    assert calls and all(1 <= len(f["input_ids"]) <= config["max_batch_size"] for f in calls)
+    assert all(list(f) == [d["name"] for d in config["input"]] for f in calls)
+    assert all(a.dtype == np.int64 for f in calls for a in f.values())
+    with pytest.raises(ValueError):
+        client.answer("", CONTEXTS[0])
+
+
+def test_http_infer_builds_triton_requests(tiny_artifact: Path, monkeypatch, engine: QAEngine) -> None:
+    httpclient = pytest.importorskip("tritonclient.http")
+    from tritonclient.utils import triton_to_np_dtype
+
+    session = ort.InferenceSession(str(tiny_artifact / "model.fp32.onnx"), providers=["CPUExecutionProvider"])
+    seen: list[tuple[str, list[str]]] = []
+
+    class Result:
+        def __init__(self, outputs: dict[str, np.ndarray]):
+            self.outputs = outputs
+
+        def as_numpy(self, name: str) -> np.ndarray:
+            return self.outputs[name]
+
+    class FakeServer:
+        def __init__(self, url: str, **kw):
+            assert url == "triton:8000"
+
+        def infer(self, model_name, inputs, outputs):
+            feed = {
+                i.name(): np.frombuffer(i._get_binary_data(), dtype=triton_to_np_dtype(i.datatype())).reshape(i.shape())
+                for i in inputs
+            }
+            names = [o.name() for o in outputs]
+            seen.append((model_name, names))
+            return Result(dict(zip(names, session.run(names, feed))))
+
+    monkeypatch.setattr(httpclient, "InferenceServerClient", FakeServer)
+    client = TritonQAClient.connect(tiny_artifact, url="triton:8000", model_name="qa", max_batch_size=8)
+    _same(client.answer_batch(QUESTIONS, CONTEXTS), engine.answer_batch(QUESTIONS, CONTEXTS))
+    assert seen and all(s == ("qa", ["start_logits", "end_logits"]) for s in seen)
+
+
+def test_http_infer_without_tritonclient_says_what_to_install(monkeypatch) -> None:
+    import sys
+
+    monkeypatch.setitem(sys.modules, "tritonclient", None)
+    monkeypatch.setitem(sys.modules, "tritonclient.http", None)
+    with pytest.raises(ImportError, match="qa-engine\\[serve\\]"):
+        http_infer("localhost:8000", "qa_engine", ["start_logits", "end_logits"])
