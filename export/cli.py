@@ -4,6 +4,8 @@ from __future__ import annotations
 import argparse
 from typing import TYPE_CHECKING
 
+from .triton import add_triton_args, run_triton
+
 if TYPE_CHECKING:
     from qa_engine.manifest import Variant
 
@@ -27,6 +29,9 @@ def _cmd_export(args: argparse.Namespace) -> int:
           + ", ".join(f"{k} {v}" for k, v in manifest.fusion.items()) + ")")
     for precision, variant in manifest.variants.items():
         print(f"  {precision:5s} {variant.file:18s} [{'/'.join(variant.providers)}] {_summary(variant)}")
+    repo = run_triton(args, out)
+    if repo is not None:
+        print(f"wrote Triton model repository {repo}")
     return 0
 
 
@@ -57,4 +62,5 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--data", default=None,
                    help="SQuAD JSON / JSON Lines for validation (default: a held-out synthetic set)")
     p.add_argument("--max-validation", type=int, default=500, help="validation questions at most (default 500)")
+    add_triton_args(p)
     p.set_defaults(func=_cmd_export)

@@ -22,10 +22,12 @@ class WindowConfig:
 
 @dataclass(frozen=True)
 class DecodeConfig:
-    """How logits become answer spans (the Hugging Face pipeline's knobs)."""
+    """How logits become answer spans (the Hugging Face pipeline's knobs).
+
+    Each window contributes its top_k spans before the merge across windows, as in the pipeline; a larger
+    per-window shortlist (run_qa's n_best) would change which texts get their scores summed."""
 
     max_answer_length: int = 30
-    n_best: int = 20
     top_k: int = 1
     handle_impossible_answer: bool = False
 
@@ -34,5 +36,3 @@ class DecodeConfig:
             raise ValueError(f"max_answer_length must be >= 1, got {self.max_answer_length}")
         if self.top_k < 1:
             raise ValueError(f"top_k must be >= 1, got {self.top_k}")
-        if self.n_best < self.top_k:
-            raise ValueError(f"n_best ({self.n_best}) must be >= top_k ({self.top_k})")

@@ -81,3 +81,45 @@ def test_null_answer_uses_the_smallest_null_score_over_windows():
     best = merge_answers(spans, offsets, np.array([0, 0]), ["서울"], top_k=2, handle_impossible_answer=True)[0]
     assert best[0].answer == "" and best[0].score == pytest.approx(0.6)
     assert best[1].answer == "서울" and best[1].score == pytest.approx(0.03)
+
+
+def test_korean_answers_stay_sub_word_where_the_pipeline_default_widens_them():
+    """With whitespace words split into pieces (as mBERT does: 서 ##울 ##에), the pipeline's default
+    align_to_words=True widens 서울 to 서울에; qa-engine keeps the model's span, like align_to_words=False."""
+    from tokenizers import Tokenizer, models, pre_tokenizers, processors
+    from transformers import DistilBertConfig, DistilBertForQuestionAnswering, PreTrainedTokenizerFast, pipeline
+
+    from qa_engine.features import WindowTokenizer
+
+    question, context = "철수는 어디에 삽니까?", "철수는 서울에 삽니다."
+    chars = sorted(set((question + context).replace(" ", "")))
+    vocab = {t: i for i, t in enumerate(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *chars, *("##" + c for c in chars)])}
+    tok = Tokenizer(models.WordPiece(vocab, unk_token="[UNK]"))
+    tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    tok.post_processor = processors.TemplateProcessing(
+        single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B:1 [SEP]:1", special_tokens=[("[CLS]", 2), ("[SEP]", 3)]
+    )
+    fast = PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="[UNK]", pad_token="[PAD]", cls_token="[CLS]",
+                                   sep_token="[SEP]", mask_token="[MASK]", model_input_names=["input_ids", "attention_mask"])
+    model = DistilBertForQuestionAnswering(DistilBertConfig(vocab_size=len(vocab), dim=16, n_layers=1, n_heads=2, hidden_dim=32))
+    qa = pipeline("question-answering", model=model, tokenizer=fast)
+    examples = qa._args_parser(question=question, context=context)
+    example = examples[0] if isinstance(examples, (list, tuple)) else examples
+    feature = next(iter(qa.preprocess(example, max_seq_len=64, doc_stride=16)))
+    ids = feature["input_ids"][0].tolist()
+
+    start = np.full((1, len(ids)), -5.0, np.float32)
+    end = start.copy()
+    start[0, ids.index(vocab["서"])] = 5.0  # the model's span: 서 ##울, inside the word 서울에
+    end[0, ids.index(vocab["##울"])] = 5.0
+    outputs = [{"start": start, "end": end, **feature}]
+    widened = qa.postprocess(outputs, max_answer_len=30, align_to_words=True)
+    exact = qa.postprocess(outputs, max_answer_len=30, align_to_words=False)
+
+    windows = WindowTokenizer(Tokenizer.from_str(tok.to_str())).windows([question], [context])
+    assert windows.input_ids[0].tolist() == ids
+    spans = best_spans(start, end, windows.softmax_mask(), windows.context_mask, 30, 1)
+    ours = merge_answers(spans, windows.offsets, windows.example_index, [context])[0][0]
+    assert widened["answer"] == "서울에"
+    assert exact["answer"] == ours.answer == "서울" and (ours.start, ours.end) == (4, 6)
+    assert ours.score == pytest.approx(exact["score"], rel=1e-5)

@@ -26,6 +26,7 @@ SINGLE_SENTENCE_RATE = 0.15
 SEED_PATTERN_RATE = 0.5  # share of single-sentence contexts using the two seed patterns (lives in / sits on)
 FULL_NAME_RATE = 0.2  # people named surname + given name instead of the given name alone
 TOWN_RATE = 0.3  # places drawn from invented towns rather than real cities
+SENTENCES = (3, 6)  # sentences per multi-sentence context, inclusive range
 HARD_NEGATIVE_RATE = 0.5  # facts reusing a pattern already used for another subject of the same context
 _POOL_SEED = "qa-engine/synthetic-pools/v1"  # fixes the train/heldout partition, whatever the generate() seed
 
@@ -501,7 +502,7 @@ def _context_facts(rng: random.Random, p: Pools) -> list[_Fact]:
             choices[kind] = [LIVE_SEED if kind == "P" else SIT_SEED]
         subjects = [(_fresh_name(rng, p, ctx.names) if kind == "P" else _fresh_species(rng, p, ctx.species), kind)]
     else:
-        n_sentences = rng.randint(3, 6)
+        n_sentences = rng.randint(*SENTENCES)
         n_people = rng.randint(2, min(4, n_sentences))
         n_animals = min(rng.choice((0, 0, 0, 1, 2)), n_sentences - n_people)
         subjects = []

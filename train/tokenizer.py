@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Iterable
+from typing import Iterable, Sequence
 
 from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
 
@@ -54,8 +54,16 @@ def train_wordpiece(texts: Iterable[str], vocab_size: int = 8000, extra_alphabet
     return tok
 
 
-def save_tokenizer_dir(tokenizer: Tokenizer, out_dir: str | Path, model_max_length: int = 512) -> None:
-    """Write `tokenizer` so that transformers.AutoTokenizer.from_pretrained(out_dir) loads it offline as a fast one."""
+def save_tokenizer_dir(
+    tokenizer: Tokenizer,
+    out_dir: str | Path,
+    model_max_length: int = 512,
+    model_input_names: Sequence[str] = ("input_ids", "token_type_ids", "attention_mask"),
+) -> None:
+    """Write `tokenizer` so that transformers.AutoTokenizer.from_pretrained(out_dir) loads it offline as a fast one.
+
+    `model_input_names` must match the model's forward (DistilBERT takes no token_type_ids), or the HF
+    pipeline passes inputs the model rejects."""
     from transformers import PreTrainedTokenizerFast
 
     out_dir = Path(out_dir)
@@ -69,6 +77,7 @@ def save_tokenizer_dir(tokenizer: Tokenizer, out_dir: str | Path, model_max_leng
         mask_token="[MASK]",
         model_max_length=model_max_length,
         padding_side="right",
+        model_input_names=list(model_input_names),
     )
     wrapped.save_pretrained(str(out_dir))
     log.info("saved tokenizer (%d tokens) to %s", tokenizer.get_vocab_size(), out_dir)

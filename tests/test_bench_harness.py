@@ -1,0 +1,224 @@
+"""The benchmark harness's own logic: FLOP counting, peaks, analysis and report rendering (no timing asserts)."""
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from benchmarks import analysis
+from benchmarks.cli import register
+from benchmarks.flops import ModelShape, TokenCounts, flops, model_flops
+from benchmarks.hardware import gemm_peaks, matmul_integer_model
+from benchmarks.models import MBERT_SHAPE
+from benchmarks.ort_profile import op_rates, summarize_trace
+from benchmarks.report import console_table, render_markdown, write_report
+from benchmarks.workload import sample
+from qa_engine.squad import Example
+
+PEAKS = {"fp32": 1e11, "bf16": 4e11, "int8": 1e12}
+
+
+def test_mbert_shape_counts_the_known_non_embedding_parameters():
+    # distilbert-base-multilingual-cased: 134,735,618 parameters, of which 92,206,848 are embeddings
+    assert MBERT_SHAPE.params_nonembedding == 134_735_618 - 92_206_848
+
+
+def test_token_counts_separate_padding_from_real_tokens():
+    counts = TokenCounts()
+    counts.add(np.array([[1, 1, 1, 0], [1, 1, 0, 0]]))
+    counts.add(np.array([[1, 1]]))
+    assert counts.as_dict() == {"calls": 2, "sequences": 3, "padded": 10, "real": 7,
+                                "padded_sq": 2 * 16 + 4, "real_sq": 9 + 4 + 4}
+    counts.reset()
+    assert counts.padded == 0 and counts.calls == 0
+
+
+def test_flops_adds_the_quadratic_attention_term():
+    shape = ModelShape(layers=2, hidden=8, heads=2, ffn=16, vocab=100)
+    per_layer = 4 * 64 + 4 * 8 + 2 * 8 * 16 + 16 + 8 + 4 * 8
+    assert shape.params_nonembedding == 2 * per_layer + 18
+    assert flops(shape, 10, 100) == 2 * shape.params_nonembedding * 10 + 2 * 4 * 8 * 100
+    both = model_flops(shape, {"padded": 12, "padded_sq": 144, "real": 10, "real_sq": 100})
+    assert both["padded"] > both["real"] > 0
+
+
+def test_gemm_peaks_are_positive_on_small_matrices():
+    peaks = gemm_peaks(n=64, repeats=1)
+    assert {"fp32", "bf16", "int8"} <= set(peaks)
+    assert all(v > 0 for v in peaks.values())
+
+
+def test_matmul_integer_graph_computes_an_integer_product():
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(matmul_integer_model(8, seed=3), providers=["CPUExecutionProvider"])
+    a = np.arange(64, dtype=np.uint8).reshape(8, 8)
+    weight = np.random.default_rng(3).integers(-127, 128, size=(8, 8), dtype=np.int8)
+    expected = (a.astype(np.int32) - 128) @ weight.astype(np.int32)
+    np.testing.assert_array_equal(session.run(None, {"A": a})[0], expected)
+
+
+def test_sample_is_seeded_and_keeps_references():
+    examples = [Example(f"q{i}", f"질문 {i}", f"문맥 {i}", (f"답{i}",), (0,)) for i in range(50)]
+    a, b, c = sample(examples, 10, 7, "x"), sample(examples, 10, 7, "x"), sample(examples, 10, 8, "x")
+    assert a.ids == b.ids and a.ids != c.ids and len(a) == 10
+    assert a.references[a.ids[0]] == [f"답{a.ids[0][1:]}"]
+    assert sample(examples, 500, 0, "x").ids.__len__() == 50
+
+
+def _batch(qps: float, questions: int = 64, stages: dict | None = None, latency: bool = False) -> dict:
+    seconds = questions / qps
+    out = {"questions": questions, "seconds": seconds, "questions_per_s": qps,
+           "tokens": {"calls": 4, "sequences": 80, "padded": 80 * 384, "real": 80 * 300,
+                      "padded_sq": 80 * 384**2, "real_sq": 80 * 300**2},
+           "stages": stages or {}, "answers": ["가"] * questions}
+    if latency:
+        out["latency_ms"] = {"p50": 1000 / qps, "p95": 1200 / qps, "p99": 1300 / qps, "mean": 1000 / qps,
+                             "all": [1000 / qps] * questions}
+    return out
+
+
+def _run(qps32: float, rep: int = 0, stages: dict | None = None) -> dict:
+    return {"rss_peak_mb": 900.0, "rss_after_load_mb": 800.0, "load_s": 2.0, "repetition": rep,
+            "batches": {"1": _batch(qps32 / 2, 8, latency=True), "32": _batch(qps32, stages=stages)}}
+
+
+@pytest.fixture()
+def fake_result() -> dict:
+    qps = {"hf-fp32": 4.0, "hf-bf16": 10.0, "optimum-fp32": 5.0, "optimum-int8": 8.0,
+           "engine-fp32": 7.0, "engine-int8": 30.0}
+    stages = {"tokenize": 0.05, "bucket": 0.01, "run": 1.8, "decode": 0.03}
+    shape = ModelShape(6, 768, 12, 3072, 119547)
+    systems = {}
+    for name, v in qps.items():
+        runs = [_run(v * 0.9, 0, stages if name.startswith("engine") else None),
+                _run(v, 1, stages if name.startswith("engine") else None)]
+        systems[name] = analysis.summarize_system(name, runs, shape, PEAKS)
+    ratios = analysis.ratios(systems)
+    decoder = {"windows": 64, "width": 384, "questions": 40, "identical_answers": True,
+               "engine_ms": 2.0, "hf_ms": 150.0, "speedup": 75.0}
+    ids = [f"q{i}" for i in range(64)]
+    answers = {n: ["가"] * 64 for n in qps}
+    answers["engine-int8"] = ["가"] * 60 + ["나"] * 4
+    return {
+        "meta": {"command": "qa-engine bench --data x", "date": "today", "data": "x.json", "questions": 64,
+                 "seed": 0, "latency_questions": 8, "batch_sizes": [1, 32], "target_batch": 32, "repetitions": 2,
+                 "windows": 80, "real_tokens_per_window": 300.0},
+        "hardware": {"cpu": {"model": "Test CPU", "physical_cores": 2, "logical_cpus": 2, "isa": ["avx512f"],
+                             "load_average_1m": 0.1}, "peaks": PEAKS},
+        "models": {"speed": {"description": "speed shape", "tokens_per_char": 0.74},
+                   "accuracy": {"description": "tiny"}},
+        "systems": systems, "ratios": ratios,
+        "accuracy": analysis.agreement(answers, ids, {i: ["가"] for i in ids}),
+        "speed_model_agreement": {n: 1.0 for n in qps},
+        "decoder": decoder, "ort_profile": {"int8": _profile()},
+        "targets": analysis.targets(systems, ratios, decoder), "errors": {}, "notes": ["a note"],
+    }
+
+
+def test_analysis_takes_the_best_repetition_and_ratios(fake_result):
+    b32 = fake_result["systems"]["engine-int8"]["batches"]["32"]
+    assert b32["questions_per_s"] == 30.0 and len(b32["all_questions_per_s"]) == 2
+    r = fake_result["ratios"]["32"]["engine-int8"]
+    assert r["best_peer"] == "hf-bf16" and r["vs_best_peer"] == pytest.approx(3.0)
+    assert r["vs_hf_fp32"] == pytest.approx(7.5)
+    assert b32["pad_overhead"] == pytest.approx(384 / 300 - 1)
+    assert sum(b32["stage_share"].values()) == pytest.approx(1.0)
+
+
+def test_targets_judge_met_and_missed(fake_result):
+    by_name = {t["name"]: t for t in fake_result["targets"]}
+    assert by_name["qa-engine int8 vs best peer throughput"]["met"] is True
+    assert by_name["qa-engine fp32 vs Optimum fp32 throughput"]["met"] is True  # 7 / 5 = 1.4
+    assert by_name["decoder speed-up over HF per-example decoding"]["met"] is True
+    share = by_name["tokenization + decoding share of qa-engine int8 time"]
+    assert share["higher_is_better"] is False and share["met"] is True
+    peak = by_name["qa-engine int8 share of int8 GEMM peak (unpadded tokens)"]
+    assert peak["met"] is (peak["value"] >= 0.5)
+
+
+def test_agreement_counts_differing_answers(fake_result):
+    acc = fake_result["accuracy"]
+    assert acc["hf-fp32"]["agreement_with_hf_fp32"] == 1.0
+    assert acc["engine-int8"]["agreement_with_hf_fp32"] == pytest.approx(60 / 64)
+    assert acc["engine-int8"]["exact_match"] == pytest.approx(100 * 60 / 64)
+
+
+def _trace() -> list[dict]:
+    def node(name, op, ts, dur):
+        return {"cat": "Node", "name": f"{name}_kernel_time", "ts": ts, "dur": dur, "args": {"op_name": op}}
+
+    return [
+        {"cat": "Session", "name": "model_run", "ts": 0, "dur": 100},  # warm-up
+        node("mm0", "DynamicQuantizeMatMul", 10, 50),
+        {"cat": "Session", "name": "model_run", "ts": 200, "dur": 1000},
+        node("mm0", "DynamicQuantizeMatMul", 210, 600),
+        node("att0", "QAttention", 810, 300),
+        node("ln0", "SkipLayerNormalization", 1110, 100),
+        {"cat": "Node", "name": "mm0_fence_before", "ts": 205, "dur": 0, "args": {"op_name": "X"}},
+    ]
+
+
+def _profile() -> dict:
+    summary = summarize_trace(_trace(), skip_runs=1)
+    counts = {"padded": 384 * 32, "padded_sq": 384 * 384 * 32}
+    return {"precision": "int8", "batch_size": 32, "questions": 32, **summary,
+            **op_rates(summary["ops"], ModelShape(6, 768, 12, 3072, 1000), counts)}
+
+
+def test_profile_summary_skips_warmup_and_sums_by_op():
+    summary = summarize_trace(_trace(), skip_runs=1)
+    assert summary["runs"] == 1 and summary["model_run_ms"] == 1.0
+    ops = {o["op"]: o for o in summary["ops"]}
+    assert ops["DynamicQuantizeMatMul"]["ms"] == 0.6 and ops["DynamicQuantizeMatMul"]["calls"] == 1
+    assert summary["ops"][0]["op"] == "DynamicQuantizeMatMul"
+    assert sum(o["share"] for o in summary["ops"]) == pytest.approx(1.0)
+    assert summary["top_nodes"][0] == {"node": "mm0", "op": "DynamicQuantizeMatMul", "ms": 0.6}
+    rates = op_rates(summary["ops"], ModelShape(1, 4, 1, 8, 10), {"padded": 10, "padded_sq": 100})
+    assert rates["dense_ops_per_s"] == pytest.approx(2 * (16 + 64) * 10 / 0.6e-3)
+
+
+def test_report_renders_tables_and_files(fake_result, tmp_path):
+    md = render_markdown(fake_result)
+    assert "## Targets" in md and "met (" in md and "qa-engine int8 (CPU)" in md
+    assert "| batch 1 | batch 32 |" in md and "75×" in md and "| QAttention |" in md
+    table = console_table(fake_result)
+    assert "qa-engine int8 (CPU)" in table and "met (1.20× the target)" in table
+    write_report(fake_result, tmp_path)
+    assert json.loads((tmp_path / "report.json").read_text())["meta"]["questions"] == 64
+    for name in ("report.md", "throughput.png", "latency.png"):
+        assert (tmp_path / name).stat().st_size > 0
+
+
+def test_missed_target_says_by_how_much(fake_result):
+    fake_result["targets"] = [analysis._target("t", 1.0, 2.5, True, "x", "b32"),
+                              analysis._target("s", 0.2, 0.1, False, "share", "b32")]
+    md = render_markdown(fake_result)
+    assert "missed (60% short)" in md and "missed (100% over)" in md
+
+
+def test_bench_command_parses():
+    parser = argparse.ArgumentParser()
+    register(parser.add_subparsers(dest="command"))
+    args = parser.parse_args(["bench", "--data", "d.json", "--out", "o", "--batch-sizes", "1,8", "--quick"])
+    assert args.batch_sizes == (1, 8) and args.quick and args.func.__name__ == "_cmd_bench"
+    with pytest.raises(SystemExit):
+        parser.parse_args(["bench", "--data", "d", "--out", "o", "--batch-sizes", "0,8"])
+
+
+def test_jobs_alternate_order_and_repeat_the_target_batch():
+    from benchmarks.run import BenchConfig, plan_jobs
+
+    tmp = Path("o")
+    cfg = BenchConfig(data="d", out=tmp, systems=("hf-fp32", "engine-int8"),
+                      batch_sizes=(1, 8, 32), repeats=2)
+    jobs = plan_jobs(cfg, separate_accuracy=True)
+    assert [j.system for j in jobs[:4]] == ["hf-fp32", "engine-int8", "engine-int8", "hf-fp32"]
+    assert jobs[0].batch_sizes == (1, 8, 32) and jobs[2].batch_sizes == (32,)
+    assert [(j.role, j.batch_sizes) for j in jobs[4:]] == [("accuracy", (32,))] * 2
+    full = plan_jobs(BenchConfig(data="d", out=tmp, systems=("hf-fp32",), batch_sizes=(1, 8), repeats=2,
+                                 full_repeats=True, target_batch=8), separate_accuracy=False)
+    assert [j.batch_sizes for j in full] == [(1, 8), (8, 1)]

@@ -1,0 +1,115 @@
+"""The model to fine-tune and its tokenizer: a hub id or local folder, or a tiny config trained from scratch."""
+from __future__ import annotations
+
+import inspect
+import logging
+from pathlib import Path
+
+from transformers import (
+    AutoConfig,
+    AutoModelForQuestionAnswering,
+    AutoTokenizer,
+    BertConfig,
+    DistilBertConfig,
+    PretrainedConfig,
+    PreTrainedModel,
+    PreTrainedTokenizerFast,
+)
+
+log = logging.getLogger(__name__)
+
+TINY_FAMILIES = ("distilbert", "bert")
+MODEL_CONFIGS = ("tiny",)
+
+# Tiny shapes: small enough to train from scratch on 2 CPU cores in minutes.
+TINY_DIM = 128
+TINY_LAYERS = 2
+TINY_HEADS = 4
+TINY_FFN = 512
+TINY_MAX_POSITIONS = 512
+
+
+def tiny_config(family: str, vocab_size: int, pad_token_id: int = 0) -> PretrainedConfig:
+    """A small DistilBERT or BERT config (BERT has token_type_ids) for a vocabulary of `vocab_size`."""
+    if family == "distilbert":
+        return DistilBertConfig(
+            vocab_size=vocab_size,
+            dim=TINY_DIM,
+            n_layers=TINY_LAYERS,
+            n_heads=TINY_HEADS,
+            hidden_dim=TINY_FFN,
+            max_position_embeddings=TINY_MAX_POSITIONS,
+            dropout=0.0,  # from scratch on synthetic data, dropout only slows learning
+            attention_dropout=0.0,
+            pad_token_id=pad_token_id,
+        )
+    if family == "bert":
+        return BertConfig(
+            vocab_size=vocab_size,
+            hidden_size=TINY_DIM,
+            num_hidden_layers=TINY_LAYERS,
+            num_attention_heads=TINY_HEADS,
+            intermediate_size=TINY_FFN,
+            max_position_embeddings=TINY_MAX_POSITIONS,
+            type_vocab_size=2,
+            pad_token_id=pad_token_id,
+        )
+    raise ValueError(f"unknown tiny model family {family!r}; choose one of {', '.join(TINY_FAMILIES)}")
+
+
+def _load_tokenizer(name_or_path: str) -> PreTrainedTokenizerFast:
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(name_or_path)
+    except (OSError, ValueError) as e:
+        raise ValueError(
+            f"cannot load a tokenizer from {name_or_path!r}: not a local tokenizer folder and not "
+            f"available from the hub or its cache ({e})"
+        ) from e
+    if not tokenizer.is_fast:
+        raise ValueError(f"tokenizer {name_or_path!r} is not a fast (Rust) tokenizer; qa-engine needs one")
+    return tokenizer
+
+
+def load_model(
+    name_or_path: str, model_config: str | None = None, tokenizer_dir: str | Path | None = None
+) -> tuple[PreTrainedModel, PreTrainedTokenizerFast]:
+    """A question-answering model and its fast tokenizer.
+
+    With `model_config="tiny"`, `name_or_path` names the family ("distilbert" or "bert"), the weights are
+    freshly initialized and `tokenizer_dir` is required; otherwise `name_or_path` is a hub id or a local
+    folder and the tokenizer comes from `tokenizer_dir` when given, else from the same place.
+    """
+    if model_config is not None and model_config not in MODEL_CONFIGS:
+        raise ValueError(f"unknown model config {model_config!r}; choose one of {', '.join(MODEL_CONFIGS)}")
+    if model_config == "tiny":
+        if tokenizer_dir is None:
+            raise ValueError("--model-config tiny trains from scratch and needs --tokenizer (a tokenizer folder)")
+        tokenizer = _load_tokenizer(str(tokenizer_dir))
+        config = tiny_config(name_or_path, len(tokenizer), tokenizer.pad_token_id or 0)
+        model = AutoModelForQuestionAnswering.from_config(config)
+        log.info("new tiny %s model: %.2fM parameters", name_or_path, model.num_parameters() / 1e6)
+        return model, tokenizer
+    try:
+        config = AutoConfig.from_pretrained(name_or_path)
+    except (OSError, ValueError) as e:
+        raise ValueError(
+            f"cannot load model {name_or_path!r}: not a local model folder and not available from the hub "
+            f"or its cache (offline, or a misspelt id?) ({e})"
+        ) from e
+    tokenizer = _load_tokenizer(str(tokenizer_dir or name_or_path))
+    try:
+        model = AutoModelForQuestionAnswering.from_pretrained(name_or_path, config=config)
+    except ValueError as e:  # a config whose architecture has no question-answering head
+        raise ValueError(f"model {name_or_path!r} cannot be loaded for question answering: {e}") from e
+    if len(tokenizer) > model.config.vocab_size:
+        raise ValueError(
+            f"tokenizer has {len(tokenizer)} tokens but model {name_or_path!r} embeds only {model.config.vocab_size}"
+        )
+    return model, tokenizer
+
+
+def model_input_names(model: PreTrainedModel) -> tuple[str, ...]:
+    """The window arrays this model's forward takes (DistilBERT has no token_type_ids)."""
+    params = inspect.signature(model.forward).parameters
+    names = ("input_ids", "attention_mask", "token_type_ids")
+    return tuple(n for n in names if n in params)
