@@ -1,0 +1,194 @@
+"""The models the benchmark runs, built once and cached under the work dir with every export the systems need.
+
+Speed model: the distilbert-base-multilingual-cased shape with random weights (throughput does not depend on
+weight values) and a WordPiece tokenizer trained on the workload's own text. Accuracy model: a trained checkpoint.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Sequence
+
+from qa_engine.atomic import atomic_dir
+from qa_engine.squad import Example
+
+from .flops import ModelShape
+
+log = logging.getLogger(__name__)
+
+# distilbert-base-multilingual-cased
+MBERT_SHAPE = ModelShape(layers=6, hidden=768, heads=12, ffn=3072, vocab=119547)
+MAX_POSITIONS = 512
+MIN_TOKENS_PER_CHAR = 0.6  # below this the local vocabulary would make windows unrealistically short
+VOCAB_SIZES = (32000, 16000, 8000, 4000, 2000)  # tried largest first until contexts reach MIN_TOKENS_PER_CHAR
+OPTIMUM_FP32 = "model.onnx"
+OPTIMUM_INT8 = "model_quantized.onnx"
+EXPORT_VALIDATION_QUESTIONS = 32
+INFO = "bench_model.json"
+
+
+@dataclass(frozen=True)
+class PreparedModel:
+    """A checkpoint with its qa-engine artifact and Optimum exports (fp32 and dynamic int8)."""
+
+    role: str
+    description: str
+    checkpoint: Path
+    artifact: Path
+    optimum: Path
+    shape: ModelShape
+    random_weights: bool
+    tokens_per_char: float | None = None
+    vocab_size: int | None = None
+
+    def as_dict(self) -> dict:
+        return {k: str(v) if isinstance(v, Path) else v for k, v in asdict(self).items()}
+
+
+def _digest(*parts: object) -> str:
+    return hashlib.sha256(json.dumps([str(p) for p in parts]).encode()).hexdigest()[:12]
+
+
+def source_digest(source: str) -> str:
+    """Content hash of a local data file, or the id itself for a hub dataset."""
+    path = Path(source)
+    if not path.is_file():
+        return _digest(source)
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(1 << 20):
+            h.update(block)
+    return h.hexdigest()[:12]
+
+
+def tokens_per_char(tokenizer, texts: Sequence[str]) -> float:
+    """Tokens per character over `texts` (no special tokens)."""
+    encoded = tokenizer.encode_batch(list(texts), add_special_tokens=False)
+    return sum(len(e.ids) for e in encoded) / max(1, sum(len(t) for t in texts))
+
+
+def train_speed_tokenizer(examples: Sequence[Example]):
+    """WordPiece trained on the data's contexts and questions: the largest vocabulary reaching MIN_TOKENS_PER_CHAR."""
+    from train.tokenizer import train_wordpiece
+
+    contexts = list(dict.fromkeys(e.context for e in examples))
+    texts = contexts + [e.question for e in examples]
+    for vocab_size in VOCAB_SIZES:
+        tok = train_wordpiece(texts, vocab_size)
+        ratio = tokens_per_char(tok, contexts)
+        log.info("WordPiece vocab %d: %.3f tokens per context character", tok.get_vocab_size(), ratio)
+        if ratio >= MIN_TOKENS_PER_CHAR:
+            return tok, ratio
+    log.warning("no vocabulary size reached %.2f tokens/char; using the smallest (%.3f)", MIN_TOKENS_PER_CHAR, ratio)
+    return tok, ratio
+
+
+def build_speed_checkpoint(out: Path, examples: Sequence[Example], seed: int) -> dict:
+    """save_pretrained folder: random-weight DistilBERT QA model of the mBERT shape plus the trained tokenizer."""
+    import torch
+    from transformers import DistilBertConfig, DistilBertForQuestionAnswering
+
+    from train.tokenizer import save_tokenizer_dir
+
+    tok, ratio = train_speed_tokenizer(examples)
+    torch.manual_seed(seed)
+    s = MBERT_SHAPE
+    config = DistilBertConfig(
+        vocab_size=s.vocab, dim=s.hidden, n_layers=s.layers, n_heads=s.heads, hidden_dim=s.ffn,
+        max_position_embeddings=MAX_POSITIONS, pad_token_id=tok.token_to_id("[PAD]"),
+        architectures=["DistilBertForQuestionAnswering"],
+    )
+    DistilBertForQuestionAnswering(config).eval().save_pretrained(out)
+    save_tokenizer_dir(tok, out)
+    return {"tokens_per_char": ratio, "vocab_size": tok.get_vocab_size()}
+
+
+def export_optimum(checkpoint: Path, out: Path, per_channel: bool) -> None:
+    """Optimum's own path: ORTModelForQuestionAnswering export (fp32) and ORTQuantizer dynamic int8 (avx512_vnni)."""
+    from optimum.onnxruntime import ORTModelForQuestionAnswering, ORTQuantizer
+    from optimum.onnxruntime.configuration import AutoQuantizationConfig
+    from transformers import AutoTokenizer
+
+    with atomic_dir(out, force=True) as tmp:
+        model = ORTModelForQuestionAnswering.from_pretrained(checkpoint, export=True, local_files_only=True)
+        model.save_pretrained(tmp)
+        AutoTokenizer.from_pretrained(checkpoint, local_files_only=True).save_pretrained(tmp)
+        del model
+        quantizer = ORTQuantizer.from_pretrained(tmp, file_name=OPTIMUM_FP32)
+        config = AutoQuantizationConfig.avx512_vnni(is_static=False, per_channel=per_channel)
+        quantizer.quantize(quantization_config=config, save_dir=tmp)
+        if not (tmp / OPTIMUM_INT8).is_file():
+            raise RuntimeError(f"ORTQuantizer wrote no {OPTIMUM_INT8} in {tmp}")
+
+
+def _prepare(role: str, description: str, folder: Path, checkpoint: Path, random_weights: bool,
+             per_channel: bool, extra: dict) -> PreparedModel:
+    """Export the artifact and Optimum variants of `checkpoint` into `folder` (skipped when cached)."""
+    from transformers import AutoConfig
+
+    from export.pipeline import export_artifact
+
+    artifact, optimum = folder / "artifact", folder / "optimum"
+    if not (artifact / "qa_engine.json").is_file():
+        log.info("%s model: exporting the qa-engine artifact (fp32, int8)", role)
+        export_artifact(checkpoint, artifact, precisions=("fp32", "int8"), force=True,
+                        max_validation=EXPORT_VALIDATION_QUESTIONS)
+    if not (optimum / OPTIMUM_INT8).is_file():
+        log.info("%s model: exporting with Optimum (fp32, dynamic int8 per_channel=%s)", role, per_channel)
+        export_optimum(checkpoint, optimum, per_channel)
+    shape = ModelShape.from_config(AutoConfig.from_pretrained(checkpoint, local_files_only=True))
+    model = PreparedModel(role, description, checkpoint, artifact, optimum, shape, random_weights, **extra)
+    (folder / INFO).write_text(json.dumps(model.as_dict(), indent=1), encoding="utf-8")
+    return model
+
+
+def _cached(folder: Path) -> PreparedModel | None:
+    if not (folder / INFO).is_file():
+        return None
+    raw = json.loads((folder / INFO).read_text(encoding="utf-8"))
+    raw["shape"] = ModelShape(**raw["shape"])
+    for key in ("checkpoint", "artifact", "optimum"):
+        raw[key] = Path(raw[key])
+    return PreparedModel(**raw)
+
+
+def speed_model(workdir: Path, source: str, examples: Sequence[Example], seed: int, per_channel: bool) -> PreparedModel:
+    """The random-weight mBERT-shape model for `source`, cached by data content, seed and quantization choice."""
+    folder = workdir.resolve() / f"speed-{_digest(source_digest(source), seed, per_channel, MBERT_SHAPE)}"
+    if (cached := _cached(folder)) is not None:
+        log.info("speed model: cached in %s", folder)
+        return cached
+    checkpoint = folder / "checkpoint"
+    info_file = checkpoint / "build.json"
+    if not info_file.is_file():
+        log.info("speed model: building the distilbert-base-multilingual-cased shape with random weights")
+        with atomic_dir(checkpoint, force=True) as tmp:
+            info = build_speed_checkpoint(tmp, examples, seed)
+            (tmp / "build.json").write_text(json.dumps(info), encoding="utf-8")
+    info = json.loads(info_file.read_text(encoding="utf-8"))
+    s = MBERT_SHAPE
+    description = (f"distilbert-base-multilingual-cased shape ({s.layers} layers, dim {s.hidden}, vocab {s.vocab}), "
+                   f"random weights, WordPiece vocab {info['vocab_size']} trained on the data")
+    return _prepare("speed", description, folder, checkpoint, True, per_channel, info)
+
+
+def checkpoint_model(workdir: Path, role: str, checkpoint: Path, per_channel: bool) -> PreparedModel:
+    """A trained save_pretrained checkpoint with its exports, cached by path and weight file times."""
+    checkpoint = checkpoint.resolve()
+    stamps = sorted((p.name, p.stat().st_mtime_ns) for p in checkpoint.iterdir() if p.is_file())
+    folder = workdir.resolve() / f"{role}-{checkpoint.name}-{_digest(checkpoint, stamps, per_channel)}"
+    if (cached := _cached(folder)) is not None:
+        log.info("%s model: cached in %s", role, folder)
+        return cached
+    return _prepare(role, f"trained checkpoint {checkpoint}", folder, checkpoint, False, per_channel, {})
+
+
+def tiny_checkpoint(workdir: Path, quick: bool = False) -> Path:
+    """The tiny offline model (train.tiny), trained once into the work dir; `quick`: its one-minute recipe."""
+    from train.tiny import build_tiny_model
+
+    name = "tiny-distilbert-quick" if quick else "tiny-distilbert"
+    return Path(build_tiny_model(workdir.resolve() / name, family="distilbert", quick=quick))

@@ -1,0 +1,210 @@
+"""Render the benchmark result dict as Markdown (report.md), JSON (report.json) and a console table."""
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+from qa_engine.atomic import atomic_write_text
+
+from .analysis import STAGES, TARGET_BATCH
+from .systems import SYSTEMS
+
+
+def _num(v: float | None, digits: int = 1) -> str:
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return "–"
+    return f"{v:,.{digits}f}"
+
+
+def _pct(v: float | None, digits: int = 1) -> str:
+    return "–" if v is None else f"{100 * v:.{digits}f}%"
+
+
+def _table(header: list[str], rows: list[list[str]]) -> list[str]:
+    return ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|",
+            *("| " + " | ".join(r) + " |" for r in rows)]
+
+
+def _target_value(t: dict) -> str:
+    if t["value"] is None:
+        return "–"
+    return _pct(t["value"]) if t["unit"] == "share" else f"{t['value']:.2f}×"
+
+
+def _target_goal(t: dict) -> str:
+    goal = _pct(t["target"], 0) if t["unit"] == "share" else f"{t['target']:g}×"
+    return ("≥ " if t["higher_is_better"] else "≤ ") + goal
+
+
+def _verdict(t: dict) -> str:
+    if t["met"] is None:
+        return "not measured"
+    if t["higher_is_better"]:
+        gap = t["value"] / t["target"]
+        return f"met ({gap:.2f}× the target)" if t["met"] else f"missed ({100 * (1 - gap):.0f}% short)"
+    over = t["value"] / t["target"]
+    return f"met ({100 * (1 - over):.0f}% under)" if t["met"] else f"missed ({100 * (over - 1):.0f}% over)"
+
+
+def targets_section(result: dict) -> list[str]:
+    rows = [[t["name"], _target_value(t), _target_goal(t), _verdict(t), t["detail"]] for t in result["targets"]]
+    return _table(["target", "measured", "goal", "result", "where"], rows)
+
+
+def throughput_section(result: dict) -> list[str]:
+    sizes = [str(b) for b in result["meta"]["batch_sizes"]]
+    tb = str(result["meta"].get("target_batch", TARGET_BATCH))
+    rows = []
+    for name, s in result["systems"].items():
+        r = result["ratios"].get(tb, {}).get(name, {})
+        rows.append([s["label"], *(_num(s["batches"].get(b, {}).get("questions_per_s")) for b in sizes),
+                     _num(r.get("vs_hf_fp32"), 2) + "×", _num(r.get("vs_best_peer"), 2) + "×"])
+    return _table(["system", *(f"batch {b}" for b in sizes), f"vs HF fp32 (b{tb})", f"vs best peer (b{tb})"], rows)
+
+
+def latency_section(result: dict) -> list[str]:
+    rows = []
+    for s in result["systems"].values():
+        lat = s["batches"].get("1", {}).get("latency_ms")
+        if lat:
+            rows.append([s["label"], str(s["batches"]["1"]["questions"]), _num(lat["p50"]), _num(lat["p95"]),
+                         _num(lat["p99"])])
+    return _table(["system", "questions", "p50 ms", "p95 ms", "p99 ms"], rows) if rows else ["(batch 1 not run)"]
+
+
+def efficiency_section(result: dict) -> list[str]:
+    tb = str(result["meta"].get("target_batch", TARGET_BATCH))
+    peaks = result["hardware"]["peaks"]
+    rows = []
+    for s in result["systems"].values():
+        b = s["batches"].get(tb)
+        if not b:
+            continue
+        rows.append([s["label"], s["precision"], _num(peaks[s["precision"]] / 1e12, 2),
+                     _num(b["flops_real"] / b["seconds"] / 1e12, 3), _pct(b["peak_share_real"]),
+                     _pct(b["peak_share_padded"]), _pct(b["pad_overhead"], 0)])
+    return _table(["system", "precision", "peak T(FL)OP/s", "achieved T/s (unpadded)", "share of peak (unpadded)",
+                   "share of peak (padded)", "padding overhead"], rows)
+
+
+def stages_section(result: dict) -> list[str]:
+    tb = str(result["meta"].get("target_batch", TARGET_BATCH))
+    rows = []
+    for s in result["systems"].values():
+        for bs, b in s["batches"].items():
+            if "stage_share" in b and bs in (tb, "1"):
+                rows.append([s["label"], bs, *(_pct(b["stage_share"][k]) for k in (*STAGES, "other"))])
+    return _table(["system", "batch", *STAGES, "other"], rows) if rows else ["(no stage profile)"]
+
+
+def accuracy_section(result: dict) -> list[str]:
+    rows = []
+    speed = result.get("speed_model_agreement", {})
+    for name, a in result["accuracy"].items():
+        rows.append([SYSTEMS[name].label, _pct(a["agreement_with_hf_fp32"]), _num(a["exact_match"], 2),
+                     _num(a["f1"], 2), _pct(speed.get(name))])
+    return _table(["system", "same answer as HF fp32", "EM", "F1", "same answer, speed model (random weights)"], rows)
+
+
+def memory_section(result: dict) -> list[str]:
+    rows = [[s["label"], _num(s["rss_peak_mb"], 0), _num(s["rss_after_load_mb"], 0), _num(s["load_s"], 1)]
+            for s in result["systems"].values()]
+    return _table(["system", "peak RSS MB", "RSS after load MB", "load s"], rows)
+
+
+def decoder_section(result: dict) -> list[str]:
+    d = result.get("decoder")
+    if not d:
+        return ["(decoder benchmark not run)"]
+    return [f"{d['windows']} windows × {d['width']} tokens ({d['questions']} questions), identical random logits, "
+            f"top-1, max answer length 30; answers asserted identical.", "",
+            *_table(["decoder", "ms", "speed-up"],
+                    [["qa_engine.spans best_spans + merge_answers", _num(d["engine_ms"], 2),
+                      _num(d["speedup"], 0) + "×"],
+                     ["HF pipeline postprocess, per question", _num(d["hf_ms"], 1), "1×"]])]
+
+
+def profile_section(result: dict, top: int = 8) -> list[str]:
+    lines = []
+    peaks = result["hardware"]["peaks"]
+    for precision, prof in result.get("ort_profile", {}).items():
+        peak = peaks[precision]
+        lines += [
+            f"**{precision}**: {prof['questions']} questions at batch {prof['batch_size']}, {prof['runs']} model runs, "
+            f"{prof['model_run_ms']:,.0f} ms in the model. Dense products (output projection, FFN) reach "
+            f"{prof['dense_ops_per_s'] / 1e12:.3f} T/s ({_pct(prof['dense_ops_per_s'] / peak)} of the {precision} "
+            f"peak), fused attention {prof['attention_ops_per_s'] / 1e12:.3f} T/s "
+            f"({_pct(prof['attention_ops_per_s'] / peak)}), on padded tokens.", "",
+            *_table(["op type", "ms", "share", "calls"],
+                    [[o["op"], _num(o["ms"], 0), _pct(o["share"]), str(o["calls"])] for o in prof["ops"][:top]]),
+            "",
+        ]
+    return lines or ["(not profiled)"]
+
+
+def render_markdown(result: dict) -> str:
+    """The whole human report."""
+    m, hw = result["meta"], result["hardware"]
+    cpu = hw["cpu"]
+    peaks = hw["peaks"]
+    lines = [
+        f"# qa-engine benchmark: {cpu['model']}, {cpu['physical_cores']} cores",
+        "",
+        f"Run {m['date']}; `{m['command']}`",
+        "",
+        f"- Workload: {m['questions']} questions from `{m['data']}` (seed {m['seed']}); batch 1 on the first "
+        f"{m['latency_questions']}. {m['windows']} windows, {m['real_tokens_per_window']:.0f} real tokens per window.",
+        f"- Speed model: {result['models']['speed']['description']}; "
+        f"{result['models']['speed'].get('tokens_per_char') or 0:.3f} tokens per context character. "
+        "Throughput does not depend on weight values (dense kernels, same shapes), so random weights time "
+        "exactly what trained weights would.",
+        f"- Accuracy model: {result['models']['accuracy']['description']}.",
+        f"- CPU: {cpu['model']}, ISA {', '.join(cpu['isa'])}; "
+        f"1-minute load average at start {cpu['load_average_1m']:.2f}.",
+        f"- GEMM peaks ({hw.get('gemm_size', 4096)}², best of start/end of run): fp32 {peaks['fp32'] / 1e12:.3f} TFLOP/s, "
+        f"bf16 {peaks['bf16'] / 1e12:.3f} TFLOP/s, int8 {peaks['int8'] / 1e12:.3f} TOP/s (onnxruntime MatMulInteger).",
+        f"- Each system runs in a fresh process, warmed up, {m['repetitions']} repetitions with the system order "
+        "reversed every other repetition; figures are the best repetition"
+        + ("." if m.get("full_repeats") else f" (repetitions after the first re-measure batch {m['target_batch']} only)."),
+        "- HF pipelines run with `align_to_words=False` (qa-engine answers on token offsets too) and "
+        "max_answer_len 30, max_seq_len 384, doc_stride 128.",
+        "",
+        "## Targets", "", *targets_section(result), "",
+        "## Throughput (questions/s)", "", *throughput_section(result), "",
+        "![throughput](throughput.png)", "",
+        "## Latency, batch 1 (ms per question)", "", *latency_section(result), "",
+        "![latency](latency.png)", "",
+        f"## Hardware share (batch {m.get('target_batch', TARGET_BATCH)})", "",
+        "FLOPs = 2 · non-embedding params · tokens + 4 · L² · d per layer per window, on the tokens each system "
+        "really ran (padded) and on the real tokens only (unpadded).", "",
+        *efficiency_section(result), "",
+        "## qa-engine stage split (share of end-to-end time)", "", *stages_section(result), "",
+        "## Answers and accuracy", "", *accuracy_section(result), "",
+        "## Memory (fresh process per system)", "", *memory_section(result), "",
+        "## Decoder micro-benchmark", "", *decoder_section(result), "",
+        "## Where qa-engine's model time goes (onnxruntime profile, speed model)", "", *profile_section(result),
+    ]
+    if result.get("errors"):
+        lines += ["## Failed systems", "", *(f"- {k}: {v}" for k, v in result["errors"].items()), ""]
+    if result.get("notes"):
+        lines += ["## Notes", "", *(f"- {n}" for n in result["notes"]), ""]
+    return "\n".join(lines)
+
+
+def console_table(result: dict) -> str:
+    """Throughput and targets, for the terminal."""
+    return "\n".join(["", *throughput_section(result), "", *targets_section(result), ""])
+
+
+def write_report(result: dict, out: Path) -> None:
+    """report.json, report.md and the plots into `out`."""
+    from .plots import plot_latency, plot_throughput
+
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(out / "report.json", json.dumps(result, ensure_ascii=False, indent=1) + "\n")
+    plot_throughput(result, out / "throughput.png")
+    plot_latency(result, out / "latency.png")
+    atomic_write_text(out / "report.md", render_markdown(result))
+    for name in ("report.json", "report.md"):
+        (out / name).chmod(0o644)

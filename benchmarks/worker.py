@@ -1,0 +1,116 @@
+"""One system in a fresh process: load, warm up, time every batch size, record answers and peak memory.
+
+Run as `python -m benchmarks.worker JOB.json`; the job names the system, its model files and the workload,
+and where to write the result JSON. A fresh process per system keeps peak RSS and caches separate.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import resource
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import psutil
+
+from .models import OPTIMUM_FP32, OPTIMUM_INT8
+from .systems import SYSTEMS, Runner, load_engine, load_hf, load_optimum
+from .workload import Workload
+
+log = logging.getLogger(__name__)
+
+WARMUP_QUESTIONS = 16
+
+
+def _rss_mb() -> float:
+    return psutil.Process().memory_info().rss / 2**20
+
+
+def _peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
+
+
+def load(system: str, model: dict) -> Runner:
+    """The named system on the job's model files."""
+    spec = SYSTEMS[system]
+    if spec.family == "hf":
+        return load_hf(spec, Path(model["checkpoint"]))
+    if spec.family == "optimum":
+        return load_optimum(spec, Path(model["optimum"]), OPTIMUM_INT8 if spec.precision == "int8" else OPTIMUM_FP32)
+    return load_engine(spec, Path(model["artifact"]))
+
+
+def _measure_batch(runner: Runner, work: Workload, batch_size: int) -> dict:
+    """All questions at one batch size: throughput, token counts, stage split, answers."""
+    runner.counts.reset()
+    if runner.profile is not None:
+        runner.profile.clear()
+    t0 = time.perf_counter()
+    answers = runner.answer(work.questions, work.contexts, batch_size)
+    seconds = time.perf_counter() - t0
+    return {
+        "questions": len(work), "seconds": seconds, "questions_per_s": len(work) / seconds,
+        "tokens": runner.counts.as_dict(), "stages": dict(runner.profile or {}),
+        "answers": [a["answer"] for a in answers],
+    }
+
+
+def _measure_latency(runner: Runner, work: Workload) -> dict:
+    """One question per call: per-question latency percentiles (ms) and batch-1 throughput."""
+    runner.counts.reset()
+    if runner.profile is not None:
+        runner.profile.clear()
+    times, answers = [], []
+    for q, c in zip(work.questions, work.contexts):
+        t0 = time.perf_counter()
+        answers.append(runner.answer([q], [c], 1)[0]["answer"])
+        times.append(time.perf_counter() - t0)
+    ms = np.array(times) * 1000
+    return {
+        "questions": len(work), "seconds": float(sum(times)), "questions_per_s": len(work) / sum(times),
+        "latency_ms": {"p50": float(np.percentile(ms, 50)), "p95": float(np.percentile(ms, 95)),
+                       "p99": float(np.percentile(ms, 99)), "mean": float(ms.mean()), "all": ms.round(3).tolist()},
+        "tokens": runner.counts.as_dict(), "stages": dict(runner.profile or {}), "answers": answers,
+    }
+
+
+def run_job(job: dict) -> dict:
+    """Execute one job dict and return its result dict."""
+    work = Workload.from_json(Path(job["workload"]))
+    t0 = time.perf_counter()
+    runner = load(job["system"], job["model"])
+    load_s = time.perf_counter() - t0
+    rss_loaded = _rss_mb()
+    sizes = [int(b) for b in job["batch_sizes"]]
+    t0 = time.perf_counter()
+    warm = work.head(min(len(work), WARMUP_QUESTIONS))
+    runner.answer(warm.questions, warm.contexts, max(sizes))
+    if 1 in sizes:
+        runner.answer(warm.questions[:2], warm.contexts[:2], 1)
+    warmup_s = time.perf_counter() - t0
+    batches = {}
+    for bs in sizes:
+        log.info("%s: batch size %d", job["system"], bs)
+        if bs == 1:
+            batches[bs] = _measure_latency(runner, work.head(min(len(work), job["latency_questions"])))
+        else:
+            batches[bs] = _measure_batch(runner, work, bs)
+    return {
+        "system": job["system"], "role": job["role"], "repetition": job["repetition"],
+        "load_s": load_s, "warmup_s": warmup_s, "batches": batches,
+        "rss_after_load_mb": rss_loaded, "rss_peak_mb": _peak_rss_mb(),
+    }
+
+
+def main(argv: list[str]) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    job = json.loads(Path(argv[0]).read_text(encoding="utf-8"))
+    result = run_job(job)
+    Path(job["result"]).write_text(json.dumps(result, ensure_ascii=False), encoding="utf-8")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
