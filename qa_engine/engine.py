@@ -206,7 +206,8 @@ def _open_session(folder: Path, manifest: Manifest, provider, precision, threads
         return runtime.explicit_session(_model_path(folder, manifest, chosen, verify), provider, threads), chosen, device
     if provider not in ("auto", "cpu", "cuda"):
         raise ValueError(f"provider must be 'auto', 'cpu', 'cuda' or a list of onnxruntime providers, got {provider!r}")
-    if provider in ("auto", "cuda"):
+    cuda_variant = precision in manifest.variants if precision else any(p in manifest.variants for p in PREFERRED["cuda"])
+    if provider == "cuda" or (provider == "auto" and cuda_variant):
         chosen = _pick_variant(manifest, "cuda", precision)
         session = runtime.cuda_session(_model_path(folder, manifest, chosen, verify), threads)
         if session is not None:

@@ -245,3 +245,16 @@ def test_io_binding_path_gives_the_plain_run_outputs(engine):
     bound = runtime.run(engine.session, feed, "cuda")
     for a, b in zip(plain, bound):
         np.testing.assert_array_equal(a, b)
+
+
+def test_auto_on_a_cpu_only_artifact_goes_straight_to_cpu(tiny_artifact, tmp_path):
+    """An int8-only artifact (what the quick start exports) has nothing for CUDA: auto must not fail on it."""
+    cpu_only = tmp_path / "cpu-only"
+    shutil.copytree(tiny_artifact, cpu_only)
+    raw = json.loads((cpu_only / "qa_engine.json").read_text())
+    raw["variants"] = {"int8": raw["variants"]["int8"]}
+    (cpu_only / "qa_engine.json").write_text(json.dumps(raw))
+    eng = QAEngine.from_pretrained(cpu_only, provider="auto")
+    assert (eng.settings.device, eng.settings.precision) == ("cpu", "int8")
+    with pytest.raises(ValueError, match="no variant usable on cuda"):
+        QAEngine.from_pretrained(cpu_only, provider="cuda")
