@@ -42,6 +42,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         accuracy_model=Path(args.accuracy_model) if args.accuracy_model else None,
         questions=pick("questions"), latency_questions=pick("latency_questions"), batch_sizes=sizes,
         target_batch=args.target_batch, repeats=pick("repeats"), full_repeats=args.full_repeats, quick=args.quick,
+        resume=args.resume,
         seed=args.seed, workdir=Path(args.workdir),
         systems=systems, optimum_per_channel=not args.optimum_per_tensor, gemm_size=pick("gemm_size"),
         command="qa-engine " + shlex.join(sys.argv[1:]),
@@ -77,6 +78,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--optimum-per-tensor", action="store_true",
                    help="Optimum int8 with per-tensor weights (default: per-channel, the avx512_vnni default)")
     p.add_argument("--gemm-size", type=int, help="matrix size of the peak measurement (default 4096)")
+    p.add_argument("--resume", action="store_true",
+                   help="reuse the finished jobs of an interrupted run with the same settings")
     p.add_argument("--quick", action="store_true",
                    help="smoke run: 32 questions, batch 1/8/32, one repetition, the tiny model's quick recipe")
     p.set_defaults(func=_cmd_bench)

@@ -48,7 +48,8 @@ class PreparedModel:
         return {k: str(v) if isinstance(v, Path) else v for k, v in asdict(self).items()}
 
 
-def _digest(*parts: object) -> str:
+def digest(*parts: object) -> str:
+    """A short stable hash of the parts' string forms (cache keys)."""
     return hashlib.sha256(json.dumps([str(p) for p in parts]).encode()).hexdigest()[:12]
 
 
@@ -56,7 +57,7 @@ def source_digest(source: str) -> str:
     """Content hash of a local data file, or the id itself for a hub dataset."""
     path = Path(source)
     if not path.is_file():
-        return _digest(source)
+        return digest(source)
     h = hashlib.sha256()
     with open(path, "rb") as f:
         while block := f.read(1 << 20):
@@ -157,7 +158,7 @@ def _cached(folder: Path) -> PreparedModel | None:
 
 def speed_model(workdir: Path, source: str, examples: Sequence[Example], seed: int, per_channel: bool) -> PreparedModel:
     """The random-weight mBERT-shape model for `source`, cached by data content, seed and quantization choice."""
-    folder = workdir.resolve() / f"speed-{_digest(source_digest(source), seed, per_channel, MBERT_SHAPE)}"
+    folder = workdir.resolve() / f"speed-{digest(source_digest(source), seed, per_channel, MBERT_SHAPE)}"
     if (cached := _cached(folder)) is not None:
         log.info("speed model: cached in %s", folder)
         return cached
@@ -179,7 +180,7 @@ def checkpoint_model(workdir: Path, role: str, checkpoint: Path, per_channel: bo
     """A trained save_pretrained checkpoint with its exports, cached by path and weight file times."""
     checkpoint = checkpoint.resolve()
     stamps = sorted((p.name, p.stat().st_mtime_ns) for p in checkpoint.iterdir() if p.is_file())
-    folder = workdir.resolve() / f"{role}-{checkpoint.name}-{_digest(checkpoint, stamps, per_channel)}"
+    folder = workdir.resolve() / f"{role}-{checkpoint.name}-{digest(checkpoint, stamps, per_channel)}"
     if (cached := _cached(folder)) is not None:
         log.info("%s model: cached in %s", role, folder)
         return cached

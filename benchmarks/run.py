@@ -4,19 +4,21 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shutil
 import subprocess
 import sys
-import tempfile
 import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from importlib import metadata
 from pathlib import Path
 
+from qa_engine.atomic import atomic_write_text
+
 from . import analysis
 from .decoder import decoder_benchmark
 from .hardware import cpu_info, gemm_peaks
-from .models import PreparedModel, checkpoint_model, speed_model, tiny_checkpoint
+from .models import PreparedModel, checkpoint_model, digest, speed_model, tiny_checkpoint
 from .ort_profile import profile_engine
 from .systems import SYSTEMS
 from .workload import Workload, load_workload, sample
@@ -43,6 +45,7 @@ class BenchConfig:
     repeats: int = 2
     full_repeats: bool = False
     quick: bool = False
+    resume: bool = False
     seed: int = 0
     workdir: Path = Path("benchmarks/.work")
     systems: tuple[str, ...] = tuple(SYSTEMS)
@@ -132,6 +135,17 @@ def _notes(cpu: dict, cfg: BenchConfig, runs: dict) -> list[str]:
     return notes
 
 
+def run_dir(cfg: BenchConfig, work: Workload, speed: PreparedModel, accuracy: PreparedModel) -> Path:
+    """Per-settings folder of job files and results; emptied first unless resuming an interrupted run."""
+    key = digest(work.ids, speed.artifact, accuracy.artifact, cfg.systems, cfg.batch_sizes, cfg.target_batch,
+                 cfg.latency_questions, cfg.repeats, cfg.full_repeats)
+    folder = cfg.workdir.resolve() / "runs" / key
+    if not cfg.resume:
+        shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
 def run(cfg: BenchConfig, progress: bool = True) -> dict:
     """Everything `qa-engine bench` does; returns the result dict that report.py renders."""
     from tqdm import tqdm
@@ -150,26 +164,31 @@ def run(cfg: BenchConfig, progress: bool = True) -> dict:
     runs: dict[str, dict[str, list[dict]]] = {"speed": {}, "accuracy": {}}
     errors: dict[str, str] = {}
     jobs = plan_jobs(cfg, accuracy is not speed)
-    with tempfile.TemporaryDirectory(dir=cfg.workdir, prefix="run-") as tmp:
-        logs = Path(tmp)
-        workload_file = logs / "workload.json"
-        work.to_json(workload_file)
-        bar = tqdm(jobs, desc="bench", unit="job", disable=not progress)
-        for job in bar:
-            bar.set_postfix_str(job.name)
-            if job.system in errors:
-                continue
-            model = speed if job.role == "speed" else accuracy
-            t0 = time.perf_counter()
-            try:
-                result = run_job(job, model, workload_file, cfg.latency_questions, logs)
-            except (RuntimeError, subprocess.TimeoutExpired) as e:
-                log.error("%s failed: %s", job.name, e)
-                errors[job.system] = str(e)
-                continue
-            log.info("%s done in %.0f s", job.name, time.perf_counter() - t0)
-            result["load_1m_after"] = os.getloadavg()[0]
-            runs[job.role].setdefault(job.system, []).append(result)
+    logs = run_dir(cfg, work, speed, accuracy)
+    workload_file = logs / "workload.json"
+    work.to_json(workload_file)
+    bar = tqdm(jobs, desc="bench", unit="job", disable=not progress)
+    for job in bar:
+        bar.set_postfix_str(job.name)
+        if job.system in errors:
+            continue
+        done = logs / f"{job.name}.json"
+        if done.is_file():
+            log.info("%s: reusing the result of the interrupted run", job.name)
+            runs[job.role].setdefault(job.system, []).append(json.loads(done.read_text(encoding="utf-8")))
+            continue
+        model = speed if job.role == "speed" else accuracy
+        t0 = time.perf_counter()
+        try:
+            result = run_job(job, model, workload_file, cfg.latency_questions, logs)
+        except (RuntimeError, subprocess.TimeoutExpired) as e:
+            log.error("%s failed: %s", job.name, e)
+            errors[job.system] = str(e)
+            continue
+        log.info("%s done in %.0f s", job.name, time.perf_counter() - t0)
+        result["load_1m_after"] = os.getloadavg()[0]
+        atomic_write_text(done, json.dumps(result, ensure_ascii=False))
+        runs[job.role].setdefault(job.system, []).append(result)
     peaks_end = gemm_peaks(cfg.gemm_size)
     peaks = {k: max(peaks_start[k], peaks_end[k]) for k in peaks_start}
     decoder = decoder_benchmark(speed.checkpoint, sample(examples, DECODER_QUESTIONS, cfg.seed, cfg.data))

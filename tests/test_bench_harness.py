@@ -222,3 +222,22 @@ def test_jobs_alternate_order_and_repeat_the_target_batch():
     full = plan_jobs(BenchConfig(data="d", out=tmp, systems=("hf-fp32",), batch_sizes=(1, 8), repeats=2,
                                  full_repeats=True, target_batch=8), separate_accuracy=False)
     assert [j.batch_sizes for j in full] == [(1, 8), (8, 1)]
+
+
+def test_run_dir_keeps_finished_jobs_only_when_resuming(tmp_path):
+    from types import SimpleNamespace
+
+    from benchmarks.run import BenchConfig, run_dir
+
+    work = SimpleNamespace(ids=["q1", "q2"])
+    model = SimpleNamespace(artifact=tmp_path / "artifact")
+    cfg = BenchConfig(data="d", out=tmp_path / "o", workdir=tmp_path / "work")
+    first = run_dir(cfg, work, model, model)
+    (first / "speed-0-hf-fp32.json").write_text("{}", encoding="utf-8")
+    resumed = run_dir(BenchConfig(data="d", out=tmp_path / "o", workdir=tmp_path / "work", resume=True), work,
+                      model, model)
+    assert resumed == first and (resumed / "speed-0-hf-fp32.json").is_file()
+    other = run_dir(BenchConfig(data="d", out=tmp_path / "o", workdir=tmp_path / "work", resume=True,
+                                repeats=3), work, model, model)
+    assert other != first and not any(other.iterdir())
+    assert run_dir(cfg, work, model, model) == first and not any(first.iterdir())
