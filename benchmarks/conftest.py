@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 from pathlib import Path
 
@@ -19,10 +20,11 @@ def _cache(request: pytest.FixtureRequest, name: str) -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_checkpoint(request: pytest.FixtureRequest) -> Path:
-    """The tiny offline QA model (shared with the unit tests' cache: trained once)."""
+    """A tiny DistilBERT, briefly trained (shared with the unit tests' cache): the family whose attention
+    onnxruntime fuses, like the default base model, so the engine suite times the production graph layout."""
     from train.tiny import build_tiny_model
 
-    return build_tiny_model(_cache(request, "tiny-distilbert"), family="distilbert")
+    return build_tiny_model(_cache(request, "tiny-distilbert-quick"), family="distilbert", quick=True)
 
 
 @pytest.fixture(scope="session")
@@ -30,7 +32,8 @@ def bench_artifact(request: pytest.FixtureRequest, tiny_checkpoint: Path) -> Pat
     """The tiny model exported for CPU (fp32 and int8)."""
     from export.pipeline import export_artifact
 
-    out = _cache(request, "bench-tiny-artifact")
+    recipe = json.loads((tiny_checkpoint / "metrics.json").read_text(encoding="utf-8"))["recipe"]
+    out = _cache(request, f"bench-artifact-{recipe}")
     if not (out / "qa_engine.json").is_file():
         export_artifact(tiny_checkpoint, out, precisions=("fp32", "int8"), force=True)
     return out

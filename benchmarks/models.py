@@ -191,5 +191,5 @@ def tiny_checkpoint(workdir: Path, quick: bool = False) -> Path:
     """The tiny offline model (train.tiny), trained once into the work dir; `quick`: its one-minute recipe."""
     from train.tiny import build_tiny_model
 
-    name = "tiny-distilbert-quick" if quick else "tiny-distilbert"
-    return Path(build_tiny_model(workdir.resolve() / name, family="distilbert", quick=quick))
+    name = "tiny-bert-quick" if quick else "tiny-bert"
+    return Path(build_tiny_model(workdir.resolve() / name, family="bert", quick=quick))

@@ -1,6 +1,7 @@
 """Shared fixtures: the tiny offline model, trained once per session (cached across local runs), and its export."""
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -24,18 +25,18 @@ def _cache(request: pytest.FixtureRequest, name: str) -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_checkpoint(request: pytest.FixtureRequest) -> Path:
-    """A tiny DistilBERT-style QA model trained on synthetic Korean data (save_pretrained folder)."""
+    """The tiny offline model (BERT with relative-position attention) trained on synthetic Korean data."""
     from train.tiny import build_tiny_model
 
-    return build_tiny_model(_cache(request, "tiny-distilbert"), family="distilbert")
+    return build_tiny_model(_cache(request, "tiny-bert"), family="bert")
 
 
 @pytest.fixture(scope="session")
-def tiny_bert_checkpoint(request: pytest.FixtureRequest) -> Path:
-    """A tiny BERT-style model (with token_type_ids), briefly trained: for the second export family."""
+def tiny_distilbert_checkpoint(request: pytest.FixtureRequest) -> Path:
+    """A tiny DistilBERT, briefly trained: the family whose attention onnxruntime fuses, like the default base model."""
     from train.tiny import build_tiny_model
 
-    return build_tiny_model(_cache(request, "tiny-bert"), family="bert", quick=True)
+    return build_tiny_model(_cache(request, "tiny-distilbert-quick"), family="distilbert", quick=True)
 
 
 @pytest.fixture(scope="session")
@@ -43,7 +44,8 @@ def tiny_artifact(request: pytest.FixtureRequest, tiny_checkpoint: Path) -> Path
     """The tiny model exported in every precision (an artifact folder with qa_engine.json)."""
     from export.pipeline import export_artifact
 
-    out = _cache(request, "tiny-artifact")
+    recipe = json.loads((tiny_checkpoint / "metrics.json").read_text(encoding="utf-8"))["recipe"]
+    out = _cache(request, f"tiny-artifact-{recipe}")  # a new recipe gets a new export, not a stale one
     if not (out / "qa_engine.json").is_file():
         export_artifact(tiny_checkpoint, out, precisions=("fp32", "int8", "fp16"), force=True)
     return out

@@ -15,8 +15,6 @@ SEEDS = [
     ("철수는 어디에 삽니까?", "철수는 서울에 삽니다.", "서울"),
     ("고양이가 어디에 앉습니까?", "고양이가 의자에 앉습니다.", "의자"),
 ]
-UNDERTRAINED = pytest.mark.xfail(reason="the undertrained tiny model answers '울' (issue 2 open)", strict=False)
-SEED_CHECKS = [pytest.param(*SEEDS[0], marks=UNDERTRAINED), SEEDS[1]]
 
 
 @pytest.fixture(scope="module")
@@ -39,7 +37,7 @@ def _check_offsets(context, result):
     assert result["score"] >= 0.0  # identical texts from several windows add up, as in the pipeline
 
 
-@pytest.mark.parametrize("question, context, expected", SEED_CHECKS)
+@pytest.mark.parametrize("question, context, expected", SEEDS)
 def test_seed_questions_in_both_cpu_precisions(tiny_artifact, question, context, expected):
     for precision in ("fp32", "int8"):
         eng = QAEngine.from_pretrained(tiny_artifact, provider="cpu", precision=precision)
@@ -82,7 +80,7 @@ def test_heldout_accuracy_through_the_engine_matches_pytorch(tiny_checkpoint, en
     gold = [rec["answers"]["text"][0] for rec in records]
     engine_em = np.mean([r["answer"] == g for r, g in zip(engine.answer_batch(questions, contexts), gold)])
     torch_em = np.mean([r["answer"] == g for r, g in zip(torch_answers, gold)])
-    assert engine_em > 0.1  # far above chance: the exported model really answers
+    assert engine_em >= 0.85  # issue 2's 90 is measured on 824 questions at training; these are 158 others
     assert abs(engine_em - torch_em) <= 0.01
 
 

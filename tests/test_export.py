@@ -46,8 +46,8 @@ def test_artifact_has_every_precision_with_matching_checksums(tiny_artifact: Pat
     for name in ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "config.json"):
         assert (tiny_artifact / name).is_file(), name
     assert not (tiny_artifact / pipeline.WORK).exists()
-    assert manifest.model_type == "distilbert"
-    assert manifest.input_names == ["input_ids", "attention_mask"]  # DistilBERT takes no token_type_ids
+    assert manifest.model_type == "bert"
+    assert manifest.input_names == ["input_ids", "attention_mask", "token_type_ids"]
     assert manifest.output_names[:2] == ["start_logits", "end_logits"]
     assert manifest.opset >= onnx_export.MIN_OPSET
     assert {"onnxruntime", "optimum", "transformers", "torch", "onnx"} <= set(manifest.versions)
@@ -56,8 +56,8 @@ def test_artifact_has_every_precision_with_matching_checksums(tiny_artifact: Pat
     graph = onnx.load(str(tiny_artifact / "model.fp32.onnx"), load_external_data=False).graph
     for tensor in graph.input:  # dynamic batch and sequence axes
         assert all(d.dim_param and not d.dim_value for d in tensor.type.tensor_type.shape.dim), tensor.name
-    layers = json.loads((tiny_checkpoint / "config.json").read_text())["n_layers"]
-    assert manifest.fusion["Attention"] == layers
+    layers = json.loads((tiny_checkpoint / "config.json").read_text())["num_hidden_layers"]
+    assert "Attention" not in manifest.fusion  # relative-position attention has no fused kernel
     assert manifest.fusion["SkipLayerNormalization"] == 2 * layers
     assert manifest.fusion["EmbedLayerNormalization"] == 1
 
@@ -91,7 +91,7 @@ def test_fp32_onnx_matches_pytorch_on_real_windows(tiny_artifact: Path, tiny_che
 
     tok = WindowTokenizer.from_file(tiny_artifact / "tokenizer.json")
     w = tok.windows([q for q, _, _ in BUILTIN_SAMPLES], [c for _, c, _ in BUILTIN_SAMPLES])
-    feed = {"input_ids": w.input_ids, "attention_mask": w.attention_mask}
+    feed = {"input_ids": w.input_ids, "attention_mask": w.attention_mask, "token_type_ids": w.token_type_ids}
     start, end = cpu_session(tiny_artifact / "model.fp32.onnx").run(["start_logits", "end_logits"], feed)
     model = AutoModelForQuestionAnswering.from_pretrained(tiny_checkpoint).eval()
     with torch.inference_mode():
@@ -102,16 +102,24 @@ def test_fp32_onnx_matches_pytorch_on_real_windows(tiny_artifact: Path, tiny_che
 
 
 @slow
-def test_bert_family_exports_with_token_type_ids(tiny_bert_checkpoint: Path, tmp_path: Path) -> None:
+def test_distilbert_family_exports_fused_attention(tiny_distilbert_checkpoint: Path, tmp_path: Path) -> None:
+    import onnx
+
     out = pipeline.export_artifact(
-        tiny_bert_checkpoint, tmp_path / "bert", precisions=("fp32", "int8"), max_validation=SMALL
+        tiny_distilbert_checkpoint, tmp_path / "distilbert", precisions=("fp32", "int8"), max_validation=SMALL
     )
     manifest = Manifest.read(out)
-    assert manifest.model_type == "bert"
-    assert manifest.input_names == ["input_ids", "attention_mask", "token_type_ids"]
+    assert manifest.model_type == "distilbert"
+    assert manifest.input_names == ["input_ids", "attention_mask"]  # DistilBERT takes no token_type_ids
+    layers = json.loads((tiny_distilbert_checkpoint / "config.json").read_text())["n_layers"]
+    assert manifest.fusion["Attention"] == layers
+    assert manifest.fusion["SkipLayerNormalization"] == 2 * layers
+    assert manifest.fusion["EmbedLayerNormalization"] == 1
     assert set(manifest.variants) == {"fp32", "int8"}
     assert manifest.variants["fp32"].validated and manifest.variants["fp32"].validation["max_abs_diff"] <= 1e-4
     assert manifest.variants["int8"].validated
+    ops = [n.op_type for n in onnx.load(str(out / "model.int8.onnx"), load_external_data=False).graph.node]
+    assert ops.count("QAttention") == layers  # the measured int8 layout quantizes the fused attention too
     assert not (out / "model.fp16.onnx").exists()
 
 
@@ -213,8 +221,8 @@ def test_corrupt_onnx_is_named(tmp_path: Path) -> None:
 
 
 @slow
-def test_fusion_raises_when_attention_is_not_fused(tiny_checkpoint: Path, tmp_path: Path) -> None:
-    checkpoint = onnx_export.inspect_checkpoint(tiny_checkpoint)
+def test_fusion_raises_when_attention_is_not_fused(tiny_distilbert_checkpoint: Path, tmp_path: Path) -> None:
+    checkpoint = onnx_export.inspect_checkpoint(tiny_distilbert_checkpoint)
     raw = onnx_export.export_onnx(onnx_export.load_model(checkpoint), tmp_path)
     layers = checkpoint.config.num_hidden_layers
     config = checkpoint.config.__class__.from_dict({**checkpoint.config.to_dict(), "n_layers": layers + 1})

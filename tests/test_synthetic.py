@@ -8,7 +8,7 @@ from functools import lru_cache
 import pytest
 
 from train import synthetic
-from train.tokenizer import SPECIAL_TOKENS, save_tokenizer_dir, train_wordpiece
+from train.tokenizer import SPECIAL_TOKENS, char_wordpiece, save_tokenizer_dir, train_wordpiece
 
 SEED_CASES = [
     ("철수는 서울에 삽니다.", "철수는 어디에 삽니까?", "서울"),
@@ -50,14 +50,14 @@ def test_every_answer_indexes_its_context_and_ends_before_a_particle_or_verb(spl
 
 
 @pytest.mark.parametrize("split", synthetic.SPLITS)
-def test_ids_are_unique_and_contexts_have_one_to_six_questions(split):
+def test_ids_are_unique_and_contexts_have_one_to_four_questions(split):
     records = _records(split, 800, 0)
     assert len({r["id"] for r in records}) == len(records)
     per_context: dict[str, list[dict]] = {}
     for r in records:
         per_context.setdefault(r["title"], []).append(r)
     sizes = [len(v) for v in per_context.values()]
-    assert min(sizes) == 1 and max(sizes) == 6
+    assert min(sizes) == 1 and max(sizes) == synthetic.SENTENCES[1]
     assert 0.08 < sizes.count(1) / len(sizes) < 0.25  # single-sentence contexts, like the seed examples
     for qs in per_context.values():
         assert len({q["question"] for q in qs}) == len(qs)  # one answer per question within a context
@@ -68,7 +68,7 @@ def test_multi_sentence_contexts_ask_about_several_subjects():
     questions: dict[str, set[str]] = {}
     for r in _records("train", 800, 0):
         questions.setdefault(r["context"], set()).add(r["question"].split()[0])  # the subject, with its particle
-    several = [(c, q) for c, q in questions.items() if c.count(".") >= 3]
+    several = [(c, q) for c, q in questions.items() if c.count(".") >= 2]
     assert len(several) > 500
     for c, first_words in several:
         assert len(first_words) >= 2, c
@@ -135,6 +135,32 @@ def test_writers_produce_jsonl_and_nested_squad(tmp_path):
 
 
 # ---- tokenizer --------------------------------------------------------------------------------------------------
+@lru_cache(maxsize=None)
+def _char_tokenizer():
+    train = _records("train", 600, 0)
+    return char_wordpiece([r["context"] for r in train] + [r["question"] for r in train], synthetic.alphabet())
+
+
+def test_char_tokenizer_marks_word_starts_and_splits_before_particles():
+    tok = _char_tokenizer()
+    assert [tok.token_to_id(t) for t in SPECIAL_TOKENS] == [0, 1, 2, 3, 4]
+    enc = tok.encode("철수는 서울에 삽니다.", add_special_tokens=False)
+    assert enc.tokens == ["철", "##수", "##는", "서", "##울", "##에", "삽", "##니", "##다", "."]
+    assert enc.offsets[3:6] == [(4, 5), (5, 6), (6, 7)]
+    assert all(len(t.removeprefix("##")) == 1 for t in tok.get_vocab() if t not in SPECIAL_TOKENS)
+
+
+def test_char_tokenizer_aligns_every_heldout_answer_without_unknown_tokens():
+    tok = _char_tokenizer()
+    for r in _records("heldout", 100, 1):
+        enc = tok.encode(r["question"], r["context"])
+        assert tok.token_to_id("[UNK]") not in enc.ids, r["id"]
+        start = r["answers"]["answer_start"][0]
+        end = start + len(r["answers"]["text"][0])
+        ctx = [o for o, s in zip(enc.offsets, enc.type_ids) if s == 1]
+        assert any(a == start for a, _ in ctx) and any(b == end for _, b in ctx), r["id"]
+
+
 def test_special_token_ids_and_no_truncation_or_padding():
     tok = _tokenizer()
     assert [tok.token_to_id(t) for t in SPECIAL_TOKENS] == [0, 1, 2, 3, 4]

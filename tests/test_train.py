@@ -84,8 +84,7 @@ def _answer(folder: Path, question: str, context: str) -> str:
     return merge_answers(spans, w.offsets, w.example_index, [context])[0][0].answer
 
 
-HELDOUT_EM_FLOOR = 25  # what the current tiny recipe reliably reaches (about 31); chance is near 0
-HELDOUT_EM_TARGET = 90  # issue 2's target, not reached yet by the few-minute CPU recipe
+HELDOUT_EM_TARGET = 90  # issue 2: exact match on questions about names and places never seen in training
 
 
 def _heldout(tiny_checkpoint: Path) -> dict:
@@ -94,19 +93,13 @@ def _heldout(tiny_checkpoint: Path) -> dict:
 
 def test_tiny_model_generalizes_to_heldout_names(tiny_checkpoint):
     heldout = _heldout(tiny_checkpoint)
-    assert heldout["exact_match"] >= HELDOUT_EM_FLOOR, heldout
+    assert heldout["exact_match"] >= HELDOUT_EM_TARGET, heldout
     assert heldout["examples"] >= 500
     assert json.loads((tiny_checkpoint / "train_config.json").read_text(encoding="utf-8"))["model_config"] == "tiny"
 
 
-@pytest.mark.xfail(reason="issue 2 target: the few-minute tiny recipe reaches about 31 EM on unseen names", strict=False)
-def test_tiny_model_reaches_the_issue_target(tiny_checkpoint):
-    assert _heldout(tiny_checkpoint)["exact_match"] >= HELDOUT_EM_TARGET
-
-
 SEED_CHECKS = [
-    pytest.param("철수는 서울에 삽니다.", "철수는 어디에 삽니까?", "서울",
-                 marks=pytest.mark.xfail(reason="the undertrained tiny model answers '울' (issue 2 open)", strict=False)),
+    ("철수는 서울에 삽니다.", "철수는 어디에 삽니까?", "서울"),
     ("고양이가 의자에 앉습니다.", "고양이가 어디에 앉습니까?", "의자"),
 ]
 

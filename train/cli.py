@@ -72,7 +72,8 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
 def _add_train_tiny(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("train-tiny", help="train the tiny offline model on synthetic Korean QA (minutes on CPU)")
     p.add_argument("--output", required=True, help="model folder to write (reused when already built)")
-    p.add_argument("--family", choices=["distilbert", "bert"], default="distilbert")
+    p.add_argument("--family", choices=["bert", "distilbert"], default="bert",
+                   help="bert (relative-position attention: the one that learns the task in minutes) or distilbert")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--quick", action="store_true", help="train only a few seconds (an untrained-quality model)")
     p.set_defaults(func=_cmd_train_tiny)

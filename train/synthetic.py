@@ -1,6 +1,6 @@
 """Deterministic synthetic Korean extractive-QA data (SQuAD layout) for training and checking a tiny model offline.
 
-Contexts are 1-6 template sentences about 1-4 people and some animals; every sentence carries one fact and gets
+Contexts are 1-4 template sentences about 1-4 people and some animals; every sentence carries one fact and gets
 one question whose answer is the fact's value, a span that stops before the particle attached to it (서울|에).
 The "train" and "heldout" splits draw person names and place-like answers (cities, towns, venues, furniture) from
 disjoint pools, fixed independently of the seed, so held-out questions test generalisation to unseen names.
@@ -26,8 +26,7 @@ SINGLE_SENTENCE_RATE = 0.15
 SEED_PATTERN_RATE = 0.5  # share of single-sentence contexts using the two seed patterns (lives in / sits on)
 FULL_NAME_RATE = 0.2  # people named surname + given name instead of the given name alone
 TOWN_RATE = 0.3  # places drawn from invented towns rather than real cities
-SENTENCES = (3, 6)  # sentences per multi-sentence context, inclusive range
-HARD_NEGATIVE_RATE = 0.5  # facts reusing a pattern already used for another subject of the same context
+SENTENCES = (2, 4)  # sentences per multi-sentence context, inclusive range
 _POOL_SEED = "qa-engine/synthetic-pools/v1"  # fixes the train/heldout partition, whatever the generate() seed
 
 # ---- vocabulary -------------------------------------------------------------------------------------------------
@@ -380,7 +379,6 @@ class _Context:
     species: set[str] = field(default_factory=set)  # every animal mentioned
     groups: set[tuple[str, str]] = field(default_factory=set)
     questions: set[str] = field(default_factory=set)
-    used: list[Pattern] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -462,11 +460,7 @@ def _values(pattern: Pattern, subject: str, rng: random.Random, p: Pools, ctx: _
 def _try_fact(rng: random.Random, p: Pools, ctx: _Context, subject: str, kind: str,
               choices: list[Pattern]) -> _Fact | None:
     """One fact about `subject`, or None when the draw would make some question of the context ambiguous."""
-    preferred = [q for q in ctx.used if q.subject == kind]
-    if preferred and rng.random() < HARD_NEGATIVE_RATE:
-        pattern = rng.choice(preferred)
-    else:
-        pattern = rng.choices(choices, weights=[c.weight for c in choices])[0]
+    pattern = rng.choices(choices, weights=[c.weight for c in choices])[0]
     values = _values(pattern, subject, rng, p, ctx)
     group = (subject, pattern.group.format(**values))
     slot = rng.choice(sorted(pattern.questions))
@@ -476,7 +470,6 @@ def _try_fact(rng: random.Random, p: Pools, ctx: _Context, subject: str, kind: s
     sentence, starts = _render(pattern.sentence, values)
     ctx.groups.add(group)
     ctx.questions.add(question)
-    ctx.used.append(pattern)
     if "Q" in values:
         ctx.names.add(values["Q"])
     if "PA" in values:
