@@ -42,29 +42,46 @@ def best_spans(
 ) -> WindowSpans:
     """Top-k spans per window over arrays [N, L], without a loop over windows or tokens.
 
-    Spans are ranked by log p_start + log p_end (the order of p_start * p_end), so one add and one
-    argmax over an [N, L, max_answer_length] grid do the work of the pipeline's L x L outer product.
+    Spans are ranked by log p_start + log p_end (the order of p_start * p_end). For top_k == 1 a sliding
+    maximum of the end scores gives every start its best end in log2(max_answer_length) passes; for more,
+    one add and a partial sort over an [N, L, max_answer_length] grid do the work of the pipeline's L x L
+    outer product. Ties go to the smallest start, then the smallest end, as in the pipeline's flat argmax.
     """
     n, length = start_logits.shape
     log_start = _log_softmax(start_logits, softmax_mask)
     log_end = _log_softmax(end_logits, softmax_mask)
     null_scores = np.exp(log_start[:, 0] + log_end[:, 0])
     m = min(max_answer_length, length)
-    # cand[w, s, k]: the span from s to s + k; ends past the window fall on padding and are invalid
     masked_start = np.where(answer_mask, log_start, -np.inf)
+    # ends past the window fall on padding and are invalid
     masked_end = np.pad(np.where(answer_mask, log_end, -np.inf), ((0, 0), (0, m - 1)), constant_values=-np.inf)
-    cand = (masked_start[:, :, None] + sliding_window_view(masked_end, m, axis=1)).reshape(n, length * m)
     if top_k == 1:
-        flat = cand.argmax(axis=1)[:, None]
+        best = masked_start + _window_max(masked_end, m, length)
+        starts = best.argmax(axis=1)[:, None]
+        picked = np.take_along_axis(best, starts, axis=1)
+        # the chosen start's end: the first position of its window holding the maximum
+        ends = starts + sliding_window_view(masked_end, m, axis=1)[np.arange(n), starts[:, 0]].argmax(axis=1)[:, None]
     else:
+        # cand[w, s, k]: the span from s to s + k
+        cand = (masked_start[:, :, None] + sliding_window_view(masked_end, m, axis=1)).reshape(n, length * m)
         k = min(top_k, cand.shape[1])
         part = np.argpartition(-cand, k - 1, axis=1)[:, :k]
         order = np.argsort(-np.take_along_axis(cand, part, axis=1), axis=1, kind="stable")
         flat = np.take_along_axis(part, order, axis=1)
-    picked = np.take_along_axis(cand, flat, axis=1)
+        picked = np.take_along_axis(cand, flat, axis=1)
+        starts, lengths = np.divmod(flat, m)
+        ends = starts + lengths
     scores = np.where(np.isfinite(picked), np.exp(picked), -np.inf)  # -inf: no valid span in that slot
-    starts, lengths = np.divmod(flat, m)
-    return WindowSpans(starts, starts + lengths, scores, null_scores)
+    return WindowSpans(starts, ends, scores, null_scores)
+
+
+def _window_max(values: np.ndarray, width: int, count: int) -> np.ndarray:
+    """For i < count: the max of values[:, i : i + width], by doubling windows (log2(width) passes over [N, L])."""
+    span = 1
+    while span * 2 <= width:
+        values = np.maximum(values[:, :-span], values[:, span:])
+        span *= 2
+    return np.maximum(values[:, :count], values[:, width - span : width - span + count])
 
 
 @dataclass(frozen=True)

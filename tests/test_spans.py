@@ -37,6 +37,24 @@ def test_same_spans_and_scores_as_pipeline(top_k, max_len):
         assert ((ours.ends[i] - ours.starts[i]) < max_len).all() and (ours.ends[i] >= ours.starts[i]).all()
 
 
+def test_top_one_takes_the_first_best_span_when_scores_tie():
+    """Whole-number logits tie a lot: the sliding-maximum path must still pick the smallest start, then end."""
+    from qa_engine.spans import _log_softmax
+
+    rng = np.random.default_rng(3)
+    start, end, soft, ctx = _batch(rng, n=64, length=40)
+    start, end = np.round(start / 3), np.round(end / 3)
+    ours = best_spans(start, end, soft, ctx, 7, 1)
+    ls, le = _log_softmax(start, soft), _log_softmax(end, soft)
+    for i in range(len(start)):
+        keys = {(s, e): ls[i, s] + le[i, e] for s in np.flatnonzero(ctx[i]) for e in np.flatnonzero(ctx[i])
+                if s <= e < s + 7}
+        best = max(keys.values())
+        first = min(pair for pair, key in keys.items() if key == best)
+        assert (ours.starts[i, 0], ours.ends[i, 0]) == first
+        assert ours.scores[i, 0] == pytest.approx(float(np.exp(best)), rel=1e-6)
+
+
 def test_spans_never_leave_the_context():
     rng = np.random.default_rng(0)
     start, end, soft, ctx = _batch(rng)
