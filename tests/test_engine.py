@@ -256,3 +256,12 @@ def test_auto_on_a_cpu_only_artifact_goes_straight_to_cpu(tiny_artifact, tmp_pat
     assert (eng.settings.device, eng.settings.precision) == ("cpu", "int8")
     with pytest.raises(ValueError, match="no variant usable on cuda"):
         QAEngine.from_pretrained(cpu_only, provider="cuda")
+
+
+def test_cpu_calls_hold_a_few_windows_and_cuda_calls_the_whole_batch():
+    from qa_engine.engine import CPU_WINDOWS_PER_CALL, EngineSettings
+
+    assert EngineSettings(device="cpu").budget(32) == CPU_WINDOWS_PER_CALL * 384
+    assert EngineSettings(device="cpu").budget(2) == 2 * 384
+    assert EngineSettings(device="cuda").budget(32) == 32 * 384
+    assert EngineSettings(device="cpu", token_budget=1000).budget(32) == 1000
