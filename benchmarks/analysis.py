@@ -87,6 +87,9 @@ def agreement(answers: dict[str, list[str]], ids: Iterable[str], references: dic
     return out
 
 
+PEER_GOAL = 2.5
+
+
 def _target(name: str, value: float | None, goal: float, higher: bool, unit: str, detail: str) -> dict:
     if value is None:
         return {"name": name, "value": None, "target": goal, "met": None, "higher_is_better": higher,
@@ -105,9 +108,13 @@ def targets(systems: dict[str, dict], ratio: dict, decoder: dict | None, bs: int
     opt32 = systems.get("optimum-fp32", {}).get("batches", {}).get(key)
     best_peer = r.get("engine-int8", {}).get("best_peer")
     stage = int8.get("stage_share") if int8 else None
+    vs_peer = r.get("engine-int8", {}).get("vs_best_peer")
+    peer_detail = f"batch {bs}; best peer: {best_peer}"
+    if vs_peer and int8 and int8.get("peak_share_real"):
+        # throughput scales with the achieved share of the int8 peak, so this is what the goal asks of the CPU
+        peer_detail += f"; {PEER_GOAL}x needs {int8['peak_share_real'] * PEER_GOAL / vs_peer:.0%} of the int8 GEMM peak"
     return [
-        _target("qa-engine int8 vs best peer throughput", r.get("engine-int8", {}).get("vs_best_peer"), 2.5, True, "x",
-                f"batch {bs}; best peer: {best_peer}"),
+        _target("qa-engine int8 vs best peer throughput", vs_peer, PEER_GOAL, True, "x", peer_detail),
         _target("qa-engine fp32 vs Optimum fp32 throughput",
                 fp32["questions_per_s"] / opt32["questions_per_s"] if fp32 and opt32 else None, 1.2, True, "x",
                 f"batch {bs}"),
