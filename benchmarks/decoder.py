@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import logging
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -13,6 +12,7 @@ from qa_engine.config import DecodeConfig, WindowConfig
 from qa_engine.features import Windows, WindowTokenizer
 from qa_engine.spans import best_spans, merge_answers
 
+from .hardware import best_seconds
 from .workload import Workload
 
 log = logging.getLogger(__name__)
@@ -47,15 +47,6 @@ def _hf_features(pipe, work: Workload, n_windows: int, window: WindowConfig) -> 
 def _padded(a: np.ndarray, width: int, fill=0) -> np.ndarray:
     pad = [(0, 0), (0, width - a.shape[1])] + [(0, 0)] * (a.ndim - 2)
     return np.pad(a, pad, constant_values=fill)
-
-
-def _best_seconds(fn: Callable[[], object], repeats: int) -> float:
-    best = float("inf")
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - t0)
-    return best
 
 
 @dataclass
@@ -130,8 +121,8 @@ def decoder_benchmark(checkpoint: Path, work: Workload, n_windows: int = 64, wid
     """Time both decoders on identical logits (best of `repeats`) after asserting identical answers."""
     case = build_case(checkpoint, work, n_windows, width, seed=seed)
     case.check()
-    engine_s = _best_seconds(case.engine, repeats * 4)
-    hf_s = _best_seconds(case.hf, repeats)
+    engine_s = best_seconds(case.engine, repeats * 4)
+    hf_s = best_seconds(case.hf, repeats)
     log.info("decoder: qa-engine %.2f ms, HF per-example %.1f ms (%.0fx) on %d windows x %d",
              engine_s * 1e3, hf_s * 1e3, hf_s / engine_s, n_windows, width)
     return {

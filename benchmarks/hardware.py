@@ -38,7 +38,8 @@ def cpu_info() -> dict:
     }
 
 
-def _best_seconds(fn: Callable[[], object], repeats: int) -> float:
+def best_seconds(fn: Callable[[], object], repeats: int) -> float:
+    """The fastest of `repeats` timed calls of `fn`, after one untimed warm-up call."""
     fn()  # warm-up: allocation, packing, kernel selection
     best = float("inf")
     for _ in range(repeats):
@@ -52,7 +53,7 @@ def numpy_fp32_peak(n: int = 4096, repeats: int = 3) -> float:
     """FLOP/s of an n x n x n float32 numpy matmul (best of `repeats`)."""
     rng = np.random.default_rng(0)
     a, b = rng.random((n, n), dtype=np.float32), rng.random((n, n), dtype=np.float32)
-    return 2 * n**3 / _best_seconds(lambda: a @ b, repeats)
+    return 2 * n**3 / best_seconds(lambda: a @ b, repeats)
 
 
 def torch_peak(dtype: str, n: int = 4096, repeats: int = 3) -> float:
@@ -63,7 +64,7 @@ def torch_peak(dtype: str, n: int = 4096, repeats: int = 3) -> float:
     a = torch.randn(n, n, generator=g).to(getattr(torch, dtype))
     b = torch.randn(n, n, generator=g).to(getattr(torch, dtype))
     with torch.inference_mode():
-        return 2 * n**3 / _best_seconds(lambda: torch.mm(a, b), repeats)
+        return 2 * n**3 / best_seconds(lambda: torch.mm(a, b), repeats)
 
 
 def matmul_integer_model(n: int, seed: int = 0) -> bytes:
@@ -97,7 +98,7 @@ def ort_int8_peak(n: int = 4096, repeats: int = 3) -> float:
     session = ort.InferenceSession(matmul_integer_model(n), sess_options=session_options(),
                                    providers=["CPUExecutionProvider"])
     a = np.random.default_rng(1).integers(0, 256, size=(n, n), dtype=np.uint8)
-    return 2 * n**3 / _best_seconds(lambda: session.run(None, {"A": a}), repeats)
+    return 2 * n**3 / best_seconds(lambda: session.run(None, {"A": a}), repeats)
 
 
 def gemm_peaks(n: int = 4096, repeats: int = 3) -> dict[str, float]:

@@ -28,6 +28,7 @@ def train_wordpiece(texts: Iterable[str], vocab_size: int = 8000, extra_alphabet
     for text in texts:
         syllables |= _hangul(text)
     tok = Tokenizer(models.WordPiece(unk_token="[UNK]", continuing_subword_prefix="##", max_input_chars_per_word=100))
+    tok.normalizer = _normalizer()  # before training: the trainer must see the text the tokenizer will see
     tok.pre_tokenizer = pre_tokenizers.Sequence(
         [pre_tokenizers.BertPreTokenizer(), pre_tokenizers.Split(Regex(HANGUL_SYLLABLE), "isolated")]
     )
@@ -58,19 +59,20 @@ def char_wordpiece(texts: Iterable[str], extra_alphabet: str = "") -> Tokenizer:
     vocab = {t: i for i, t in enumerate([*SPECIAL_TOKENS, *alphabet, *("##" + c for c in alphabet)])}
     tok = Tokenizer(models.WordPiece(vocab, unk_token="[UNK]", continuing_subword_prefix="##",
                                      max_input_chars_per_word=100))
+    tok.normalizer = _normalizer()
+    tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
     _finish(tok)
     log.info("character WordPiece: %d tokens over %d characters", tok.get_vocab_size(), len(alphabet))
     return tok
 
 
+def _normalizer() -> normalizers.Normalizer:
+    """BertNormalizer without accent stripping or lowercasing: Hangul stays composed (no NFD), offsets intact."""
+    return normalizers.BertNormalizer(clean_text=True, handle_chinese_chars=True, strip_accents=False, lowercase=False)
+
+
 def _finish(tok: Tokenizer) -> None:
-    """Normalizer, word splitting, [CLS]/[SEP] template and decoder shared by both tokenizers."""
-    # BertNormalizer without accent stripping or lowercasing leaves Hangul composed (no NFD) and offsets intact.
-    tok.normalizer = normalizers.BertNormalizer(
-        clean_text=True, handle_chinese_chars=True, strip_accents=False, lowercase=False
-    )
-    if tok.pre_tokenizer is None:
-        tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    """Special-token ids check, [CLS]/[SEP] template and decoder shared by both tokenizers."""
     for i, token in enumerate(SPECIAL_TOKENS):
         if tok.token_to_id(token) != i:
             raise RuntimeError(f"special token {token} got id {tok.token_to_id(token)}, expected {i}")
