@@ -72,24 +72,28 @@ def test_window_without_context_gives_no_span():
 
 
 def test_merge_sums_identical_texts_across_windows_and_keeps_first_offsets():
-    context = "서울 부산 서울"
-    offsets = np.zeros((3, 4, 2), np.int32)
-    offsets[0, 1] = (0, 2)  # 서울 (first occurrence)
-    offsets[0, 2] = (3, 5)  # 부산
-    offsets[1, 1] = (6, 8)  # 서울 again, another window
-    offsets[2, 1] = (3, 5)
+    """Three windows of question 0 and one of question 1, two candidates each. 서울 is found at 0 and at 6
+    and only the sum ranks it above 부산; the ranking (대구, 서울, 부산) reverses the order the texts are met."""
+    context = "서울 부산 서울 대구"
+    offsets = np.zeros((4, 4, 2), np.int32)
+    offsets[:, 1], offsets[:, 2] = (3, 5), (0, 2)  # window 0: 부산, 서울 (first occurrence)
+    offsets[1, 1], offsets[1, 2] = (9, 11), (6, 8)  # window 1: 대구, 서울 again
+    offsets[2, 1], offsets[2, 2] = (6, 8), (9, 11)  # window 2 (a later one): 서울, 대구
     spans = WindowSpans(
-        starts=np.array([[2], [1], [1]]), ends=np.array([[2], [1], [1]]),
-        scores=np.array([[0.5], [0.3], [0.9]]), null_scores=np.array([0.1, 0.2, 0.05]),
+        starts=np.array([[1, 2], [1, 2], [1, 2], [2, 1]]), ends=np.array([[1, 2], [1, 2], [1, 2], [2, 1]]),
+        scores=np.array([[0.30, 0.20], [0.25, 0.10], [0.05, 0.15], [0.90, 0.80]]),
+        null_scores=np.array([0.1, 0.2, 0.3, 0.05]),
     )
-    spans.starts[0, 0] = spans.ends[0, 0] = 2
-    merged = merge_answers(spans, offsets, np.array([0, 0, 1]), [context, context], top_k=2)
-    assert [(a.answer, a.start) for a in merged[0]] == [("부산", 3), ("서울", 6)]
-    # the same text from two windows of one question: scores add up, as in the pipeline
-    both = WindowSpans(np.array([[1], [1]]), np.array([[1], [1]]), np.array([[0.4], [0.3]]), np.array([0.1, 0.2]))
-    merged = merge_answers(both, offsets[[0, 1]], np.array([0, 0]), [context], top_k=1)
-    assert (merged[0][0].answer, merged[0][0].start) == ("서울", 0)
-    assert merged[0][0].score == pytest.approx(0.7)
+    example_index = np.array([0, 0, 0, 1])
+    merged = merge_answers(spans, offsets, example_index, [context, context], top_k=3)
+    got = [(a.answer, a.start, a.end, a.score) for a in merged[0]]
+    assert [g[:3] for g in got] == [("대구", 9, 11), ("서울", 0, 2), ("부산", 3, 5)]
+    assert [g[3] for g in got] == pytest.approx([0.40, 0.35, 0.30])  # 0.25+0.15, 0.20+0.10+0.05, 0.30
+    # question 1's window adds nothing to question 0's texts, and its own ranking is by score too
+    assert [(a.answer, a.start, a.score) for a in merged[1]] == [("서울", 0, 0.90), ("부산", 3, 0.80)]
+    top = merge_answers(spans, offsets, example_index, [context, context], top_k=1)
+    assert [(a.answer, a.start) for a in top[0]] == [("대구", 9)]
+    assert top[0][0].score == pytest.approx(0.40)
 
 
 def test_null_answer_uses_the_smallest_null_score_over_windows():
