@@ -125,6 +125,18 @@ def decoder_section(result: dict) -> list[str]:
                      ["HF pipeline postprocess, per question", _num(d["hf_ms"], 1), "1×"]])]
 
 
+def windows_section(result: dict) -> list[str]:
+    w = result.get("windows")
+    if not w:
+        return ["(window benchmark not run)"]
+    return [f"{w['questions']} questions ({w['contexts']} distinct contexts) cut into {w['windows']} windows; "
+            f"goal: windows() at most {w['target_ratio']}× its Rust encode calls.", "",
+            *_table(["step", "ms", "ratio"],
+                    [["Rust encode_batch (contexts + questions)", _num(w["encode_ms"], 1), "1×"],
+                     ["WindowTokenizer.windows (encode included)", _num(w["windows_ms"], 1),
+                      _num(w["ratio"], 2) + "×"]])]
+
+
 def profile_section(result: dict, top: int = 8) -> list[str]:
     lines = []
     peaks = result["hardware"]["peaks"]
@@ -183,6 +195,7 @@ def render_markdown(result: dict) -> str:
         "## Answers and accuracy", "", *accuracy_section(result), "",
         "## Memory (fresh process per system)", "", *memory_section(result), "",
         "## Decoder micro-benchmark", "", *decoder_section(result), "",
+        "## Window building", "", *windows_section(result), "",
         "## Where qa-engine's model time goes (onnxruntime profile, speed model)", "", *profile_section(result),
     ]
     if result.get("errors"):

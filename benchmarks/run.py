@@ -17,6 +17,7 @@ from qa_engine.atomic import atomic_write_text
 
 from . import analysis
 from .decoder import decoder_benchmark
+from .windows import QUESTIONS as WINDOW_QUESTIONS, windows_benchmark
 from .hardware import cpu_info, gemm_peaks
 from .models import PreparedModel, checkpoint_model, digest, speed_model, tiny_checkpoint
 from .ort_profile import profile_engine
@@ -192,6 +193,8 @@ def run(cfg: BenchConfig, progress: bool = True) -> dict:
     peaks_end = gemm_peaks(cfg.gemm_size)
     peaks = {k: max(peaks_start[k], peaks_end[k]) for k in peaks_start}
     decoder = decoder_benchmark(speed.checkpoint, sample(examples, DECODER_QUESTIONS, cfg.seed, cfg.data))
+    windows = windows_benchmark(speed.checkpoint / "tokenizer.json",
+                                sample(examples, WINDOW_QUESTIONS, cfg.seed, cfg.data))
     profiles = {p: profile_engine(speed.artifact, p, work.head(PROFILE_QUESTIONS), speed.shape, cfg.target_batch)
                 for p in ("int8", "fp32") if f"engine-{p}" in cfg.systems}
 
@@ -220,6 +223,7 @@ def run(cfg: BenchConfig, progress: bool = True) -> dict:
         "accuracy": analysis.agreement(answers, work.ids, work.references),
         "speed_model_agreement": speed_agreement,
         "decoder": decoder,
+        "windows": windows,
         "ort_profile": profiles,
         "targets": analysis.targets(systems, ratios, decoder, cfg.target_batch),
         "errors": errors,

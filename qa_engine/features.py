@@ -8,6 +8,7 @@ reconfigured, so one instance is safe to share between threads.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from itertools import chain
 from pathlib import Path
 from typing import Sequence
 
@@ -113,17 +114,48 @@ class Windows:
         return mask
 
 
+def window_counts(n_tokens: np.ndarray, budgets: np.ndarray, stride: int) -> np.ndarray:
+    """Context chunks per pair under tokenizers' overflow rule: chunk k starts at k * (budget - stride), and
+    chunks are added until one reaches the end (one chunk when everything fits, empty contexts included)."""
+    n_tokens = np.asarray(n_tokens, dtype=np.int64)
+    budgets = np.asarray(budgets, dtype=np.int64)
+    step = budgets - stride
+    over = np.maximum(n_tokens - budgets, 0)
+    return 1 + -(-over // step)
+
+
 def window_starts(n_tokens: int, budget: int, stride: int) -> list[int]:
-    """Start positions of the context chunks: tokenizers' overflow rule (step budget - stride, stop at the end)."""
-    if n_tokens <= budget:
-        return [0]
-    step = budget - stride
-    starts = []
-    for start in range(0, n_tokens, step):
-        starts.append(start)
-        if start + budget >= n_tokens:
-            break
-    return starts
+    """Start positions of one context's chunks (the rule `window_counts` applies to many at once)."""
+    count = int(window_counts(np.array([n_tokens]), np.array([budget]), stride)[0])
+    return [k * (budget - stride) for k in range(count)]
+
+
+def _ragged_arange(lengths: np.ndarray) -> np.ndarray:
+    """Concatenated aranges: [0..lengths[0]), [0..lengths[1]), ... as one flat array."""
+    firsts = np.cumsum(lengths) - lengths
+    return np.arange(int(lengths.sum()), dtype=np.int64) - np.repeat(firsts, lengths)
+
+
+@dataclass(frozen=True)
+class _Flat:
+    """Encodings laid end to end: ids and offsets of all of them, each one's first position and length."""
+
+    ids: np.ndarray  # int64 [T]
+    offsets: np.ndarray  # int32 [T, 2]
+    first: np.ndarray  # int64 [n]
+    length: np.ndarray  # int64 [n]
+
+    @classmethod
+    def of(cls, encodings: list, with_offsets: bool) -> "_Flat":
+        length = np.fromiter((len(e.ids) for e in encodings), dtype=np.int64, count=len(encodings))
+        total = int(length.sum())
+        ids = np.fromiter(chain.from_iterable(e.ids for e in encodings), dtype=np.int64, count=total)
+        offsets = (
+            np.fromiter(chain.from_iterable(chain.from_iterable(e.offsets for e in encodings)),
+                        dtype=np.int32, count=2 * total).reshape(total, 2)
+            if with_offsets else np.zeros((0, 2), dtype=np.int32)
+        )
+        return cls(ids, offsets, np.cumsum(length) - length, length)
 
 
 class WindowTokenizer:
@@ -152,61 +184,83 @@ class WindowTokenizer:
         return self.config.max_length - self.template.n_special - self.config.doc_stride - 1
 
     def windows(self, questions: Sequence[str], contexts: Sequence[str]) -> Windows:
-        """All windows of all pairs; raises ValueError naming the pair when a question is too long."""
+        """All windows of all pairs; raises ValueError naming the pair when a question is too long.
+
+        Each unique context and each question is encoded once by Rust; the windows are then cut and framed
+        with array operations over all pairs at once (no loop over windows or rows)."""
         if len(questions) != len(contexts):
             raise ValueError(f"{len(questions)} questions but {len(contexts)} contexts")
-        t, cfg = self.template, self.config
+        cfg = self.config
         unique = {c: i for i, c in enumerate(dict.fromkeys(contexts))}
-        ctx_enc = self.tokenizer.encode_batch(list(unique), add_special_tokens=False)
-        q_enc = self.tokenizer.encode_batch(list(questions), add_special_tokens=False)
-        rows: list[tuple[int, list[int], list[int], list[tuple[int, int]]]] = []
+        ctx = _Flat.of(self.tokenizer.encode_batch(list(unique), add_special_tokens=False), with_offsets=True)
+        qst = _Flat.of(self.tokenizer.encode_batch(list(questions), add_special_tokens=False), with_offsets=False)
         limit = self.max_question_tokens()
-        for i, (q, c) in enumerate(zip(q_enc, (ctx_enc[unique[c]] for c in contexts))):
-            nq = len(q.ids)
-            if nq > limit:
-                raise ValueError(
-                    f"question {i} is too long: {nq} tokens, at most {limit} fit max_length "
-                    f"{cfg.max_length} with doc_stride {cfg.doc_stride}"
-                )
-            budget = cfg.max_length - t.n_special - nq
-            c_ids, c_off = c.ids, c.offsets
-            for s in window_starts(len(c_ids), budget, cfg.doc_stride):
-                rows.append((i, q.ids, c_ids[s : s + budget], c_off[s : s + budget]))
-        return self._assemble(rows)
+        too_long = np.flatnonzero(qst.length > limit)
+        if len(too_long):
+            i = int(too_long[0])
+            raise ValueError(
+                f"question {i} is too long: {int(qst.length[i])} tokens, at most {limit} fit max_length "
+                f"{cfg.max_length} with doc_stride {cfg.doc_stride}"
+            )
+        pair_ctx = np.fromiter((unique[c] for c in contexts), dtype=np.int64, count=len(contexts))
+        budgets = cfg.max_length - self.template.n_special - qst.length
+        counts = window_counts(ctx.length[pair_ctx], budgets, cfg.doc_stride)
+        pair = np.repeat(np.arange(len(questions), dtype=np.int64), counts)
+        chunk_start = _ragged_arange(counts) * (budgets - cfg.doc_stride)[pair]
+        chunk_len = np.minimum(budgets[pair], ctx.length[pair_ctx[pair]] - chunk_start)
+        return self._assemble(qst, ctx, pair, ctx.first[pair_ctx[pair]] + chunk_start, chunk_len)
 
-    def _assemble(self, rows) -> Windows:
+    def _assemble(self, qst: _Flat, ctx: _Flat, pair: np.ndarray, chunk_first: np.ndarray,
+                  chunk_len: np.ndarray) -> Windows:
+        """Frame every window as prefix, question, middle, context chunk, suffix and padding with one gather.
+
+        Window r holds question pair[r] and the context tokens ctx.ids[chunk_first[r] : chunk_first[r] + chunk_len[r]].
+        All tokens sit end to end in one source table (template parts, a run of padding, questions, contexts);
+        each cell's region (0 prefix, 1 question, 2 middle, 3 context, 4 suffix and padding) picks a per-row
+        shift, and column + shift is the cell's index into that table."""
         t = self.template
-        n = len(rows)
-        head = len(t.prefix)
-        lengths = np.fromiter(
-            (t.n_special + len(q) + len(c) for _, q, c, _ in rows), dtype=np.int32, count=n
-        )
+        n = len(pair)
+        q_len = qst.length[pair]
+        a0 = len(t.prefix)
+        a1 = a0 + q_len  # [N] question end = middle start
+        b0 = a1 + len(t.middle)  # [N] context start
+        b1 = b0 + chunk_len  # [N] context end = suffix start
+        lengths = (b1 + len(t.suffix)).astype(np.int32)
         width = int(lengths.max()) if n else 0
-        ids = np.full((n, width), t.pad_id, dtype=np.int64)
-        types = np.zeros((n, width), dtype=np.int64)
-        ctx_mask = np.zeros((n, width), dtype=bool)
-        offsets = np.zeros((n, width, 2), dtype=np.int32)
-        example_index = np.fromiter((r[0] for r in rows), dtype=np.int32, count=n)
-        for r, (_, q, c, off) in enumerate(rows):
-            a0 = head
-            a1 = a0 + len(q)
-            b0 = a1 + len(t.middle)
-            b1 = b0 + len(c)
-            ids[r, :a0] = t.prefix
-            ids[r, a0:a1] = q
-            ids[r, a1:b0] = t.middle
-            ids[r, b0:b1] = c
-            ids[r, b1 : b1 + len(t.suffix)] = t.suffix
-            types[r, :a0] = t.prefix_types
-            types[r, a0:a1] = t.question_type
-            types[r, a1:b0] = t.middle_types
-            types[r, b0:b1] = t.context_type
-            types[r, b1 : b1 + len(t.suffix)] = t.suffix_types
-            ctx_mask[r, b0:b1] = True
-            if off:
-                offsets[r, b0:b1] = off
-        attention = (np.arange(width)[None, :] < lengths[:, None]).astype(np.int64)
-        return Windows(ids, types, attention, ctx_mask, offsets, lengths, example_index, t.cls_id)
+
+        m0 = len(t.prefix)  # source table: prefix | middle | suffix | width x pad | questions | contexts
+        s0 = m0 + len(t.middle)
+        q0 = s0 + len(t.suffix) + width
+        c0 = q0 + len(qst.ids)
+        src_ids = np.concatenate([np.array(t.prefix + t.middle + t.suffix, dtype=np.int64),
+                                  np.full(width, t.pad_id, dtype=np.int64), qst.ids, ctx.ids])
+        src_types = np.concatenate([
+            np.array(t.prefix_types + t.middle_types + t.suffix_types, dtype=np.int64),
+            np.zeros(width, dtype=np.int64),
+            np.full(len(qst.ids), t.question_type, dtype=np.int64),
+            np.full(len(ctx.ids), t.context_type, dtype=np.int64),
+        ])
+        src_offsets = np.zeros((len(src_ids), 2), dtype=np.int32)
+        src_offsets[c0:] = ctx.offsets
+        shift = np.stack([
+            np.zeros(n, dtype=np.int64), q0 + qst.first[pair] - a0, m0 - a1, c0 + chunk_first - b0, s0 - b1,
+        ], axis=1)
+        cols = np.arange(width)[None, :]
+        region = (cols >= a0).view(np.int8) + (cols >= a1[:, None]).view(np.int8)
+        region += (cols >= b0[:, None]).view(np.int8)
+        region += (cols >= b1[:, None]).view(np.int8)
+        index = np.take_along_axis(shift, region.astype(np.intp), axis=1)
+        index += cols
+        return Windows(
+            input_ids=src_ids[index],
+            token_type_ids=src_types[index],
+            attention_mask=(cols < lengths[:, None]).astype(np.int64),
+            context_mask=region == 3,
+            offsets=src_offsets[index],
+            lengths=lengths,
+            example_index=pair.astype(np.int32),
+            cls_id=t.cls_id,
+        )
 
 
 def answer_char_spans(texts: Sequence[str], starts: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
