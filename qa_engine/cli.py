@@ -41,9 +41,9 @@ def _add_evaluate(sub: argparse._SubParsersAction) -> None:
 
 
 def _runtime_commands() -> list[Callable[[argparse._SubParsersAction], None]]:
-    from . import commands
+    from . import commands, doctor
 
-    return [_add_evaluate, *commands.REGISTER]
+    return [_add_evaluate, doctor.register, *commands.REGISTER]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -211,15 +211,17 @@ def _model_path(folder: Path, manifest: Manifest, precision: str, verify: bool) 
 def _open_session(folder: Path, manifest: Manifest, provider, precision, threads, verify):
     """(session, precision, device) for the provider request; 'auto' falls back to CPU with one log line."""
     if not isinstance(provider, str):
-        device = "cuda" if runtime.CUDA in [p if isinstance(p, str) else p[0] for p in provider] else "cpu"
+        names = [runtime.PROVIDER_NAMES.get(p, p) if isinstance(p, str) else p[0] for p in provider]
+        device = "cuda" if runtime.CUDA in names else "cpu"
         chosen = _pick_variant(manifest, device, precision)
-        return runtime.explicit_session(_model_path(folder, manifest, chosen, verify), provider, threads), chosen, device
+        session = runtime.explicit_session(_model_path(folder, manifest, chosen, verify), provider, threads, chosen)
+        return session, chosen, device
     if provider not in ("auto", "cpu", "cuda"):
         raise ValueError(f"provider must be 'auto', 'cpu', 'cuda' or a list of onnxruntime providers, got {provider!r}")
     cuda_variant = precision in manifest.variants if precision else any(p in manifest.variants for p in PREFERRED["cuda"])
     if provider == "cuda" or (provider == "auto" and cuda_variant):
         chosen = _pick_variant(manifest, "cuda", precision)
-        session = runtime.cuda_session(_model_path(folder, manifest, chosen, verify), threads)
+        session = runtime.cuda_session(_model_path(folder, manifest, chosen, verify), chosen, threads)
         if session is not None:
             return session, chosen, "cuda"
         if provider == "cuda":

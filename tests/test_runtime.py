@@ -1,0 +1,120 @@
+"""Provider options the engine passes to onnxruntime, and `qa-engine doctor`, checked on CPU with stand-ins."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import onnxruntime as ort
+import pytest
+
+from qa_engine import doctor, runtime
+from qa_engine.engine import QAEngine
+
+
+class FakeSession:
+    """What the engine reads of a session at load time, claiming the first provider it was given."""
+
+    def __init__(self, providers: list):
+        first = providers[0]
+        self._providers = [first if isinstance(first, str) else first[0], runtime.CPU]
+
+    def get_providers(self) -> list[str]:
+        return self._providers
+
+
+@pytest.fixture
+def loads(monkeypatch) -> list:
+    """Every provider list handed to onnxruntime, with CUDA claimed to be available and to work."""
+    seen: list = []
+
+    def load(path, providers, options):
+        seen.append(providers)
+        return FakeSession(providers)
+
+    monkeypatch.setattr(runtime, "_load", load)
+    monkeypatch.setattr(ort, "get_available_providers", lambda: [runtime.CUDA, runtime.CPU])
+    monkeypatch.setattr(runtime, "preload_cuda_libraries", lambda: None)
+    return seen
+
+
+@pytest.mark.parametrize("provider", ["cuda", "auto", ["cuda"], [runtime.CUDA, runtime.CPU]])
+def test_fp32_on_cuda_runs_without_tf32(tiny_artifact, loads, provider):
+    engine = QAEngine.from_pretrained(tiny_artifact, provider=provider, precision="fp32")
+    assert engine.settings.device == "cuda"
+    assert loads[-1][0] == (runtime.CUDA, {"use_tf32": 0})
+
+
+def test_fp16_on_cuda_keeps_the_provider_defaults(tiny_artifact, loads):
+    engine = QAEngine.from_pretrained(tiny_artifact, provider="cuda")
+    assert engine.settings.precision == "fp16"
+    assert loads[-1][0] == (runtime.CUDA, {})
+
+
+def test_options_given_by_the_caller_are_kept(tiny_artifact, loads):
+    QAEngine.from_pretrained(tiny_artifact, provider=[(runtime.CUDA, {"device_id": 1})], precision="fp32")
+    assert loads[-1][0] == (runtime.CUDA, {"device_id": 1})
+
+
+def test_cpu_sessions_get_no_cuda_options(tiny_artifact, loads):
+    QAEngine.from_pretrained(tiny_artifact, provider="cpu", precision="fp32")
+    assert loads[-1] == [runtime.CPU]
+
+
+def test_captured_stderr_sees_native_writes():
+    with doctor.captured_stderr() as lines:
+        os.write(2, b"\x1b[1;31mnative error line\x1b[m\n")
+    assert lines == ["native error line"]
+
+
+def test_doctor_cpu_probe_runs():
+    cpu = doctor.diagnose()[0]
+    assert (cpu.provider, cpu.installed, cpu.works, cpu.error) == (runtime.CPU, True, True, "")
+
+
+def test_doctor_names_a_cpu_only_build(monkeypatch):
+    monkeypatch.setattr(ort, "get_available_providers", lambda: [runtime.CPU])
+    cuda = doctor.diagnose()[1]
+    assert not cuda.installed and not cuda.works
+    assert cuda.fix == doctor.FIX_GPU_BUILD
+
+
+def test_doctor_reports_onnxruntimes_own_load_error(monkeypatch):
+    """A CUDA provider that fails to load: onnxruntime logs why on fd 2 and falls back to CPU."""
+    real = ort.InferenceSession
+    line = ("\x1b[1;31m2026-11-26 08:21:39.4 [E:onnxruntime:Default, provider_bridge_ort.cc:2458 operator()] "
+            "/src/provider_bridge_ort.cc:2043 onnxruntime::Provider& onnxruntime::ProviderLibrary::Get() "
+            "[ONNXRuntimeError] : 1 : FAIL : Failed to load library libonnxruntime_providers_cuda.so with error: "
+            "libcublasLt.so.13: cannot open shared object file: No such file or directory\x1b[m\n")
+
+    def falls_back(path, sess_options=None, providers=None):
+        os.write(2, line.encode())
+        return real(path, sess_options=sess_options, providers=[runtime.CPU])
+
+    monkeypatch.setattr(ort, "get_available_providers", lambda: [runtime.CUDA, runtime.CPU])
+    monkeypatch.setattr(ort, "InferenceSession", falls_back)
+    monkeypatch.setattr(runtime, "preload_cuda_libraries", lambda: None)
+    cuda = doctor.diagnose()[1]
+    assert cuda.installed and not cuda.works
+    assert cuda.error.startswith("Failed to load library libonnxruntime_providers_cuda.so with error: libcublasLt.so.13")
+    assert cuda.fix == doctor.FIX_CUDA_LIBS
+
+
+@pytest.mark.parametrize("error, fix", [
+    ("libcuda.so.1: cannot open shared object file", doctor.FIX_DRIVER),
+    ("CUDA failure 100: no CUDA-capable device is detected", doctor.FIX_DRIVER),
+    ("libcudnn.so.9: cannot open shared object file", doctor.FIX_CUDA_LIBS),
+])
+def test_doctor_fix_follows_the_error(error, fix):
+    assert doctor.fix_for(runtime.CUDA, error) == fix
+    assert doctor.fix_for(runtime.CPU, error) == ""
+
+
+def test_doctor_command_exit_status(capsys):
+    from qa_engine.cli import main
+
+    assert main(["doctor"]) == 0
+    out = capsys.readouterr().out
+    assert "CPUExecutionProvider" in out and "ok" in out
+    cuda_works = doctor.diagnose()[1].works
+    assert main(["doctor", "--require", "cuda"]) == (0 if cuda_works else 1)
+    assert main(["doctor", "--onnx", str(Path(doctor.__file__).parent / "data" / doctor.PROBE), "--require", "cpu"]) == 0
