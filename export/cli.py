@@ -5,6 +5,7 @@ import argparse
 from typing import TYPE_CHECKING
 
 from .triton import add_triton_args, run_triton
+from .validate import ATOL, RTOL
 
 if TYPE_CHECKING:
     from qa_engine.manifest import Variant
@@ -23,6 +24,8 @@ def _cmd_export(args: argparse.Namespace) -> int:
         force=args.force,
         validation_data=args.data,
         max_validation=args.max_validation,
+        atol=args.atol,
+        rtol=args.rtol,
     )
     manifest = Manifest.read(out)
     print(f"exported {manifest.model_type} to {out} (opset {manifest.opset}; fused: "
@@ -62,5 +65,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--data", default=None,
                    help="SQuAD JSON / JSON Lines for validation (default: a held-out synthetic set)")
     p.add_argument("--max-validation", type=int, default=500, help="validation questions at most (default 500)")
+    p.add_argument("--atol", type=float, default=ATOL,
+                   help="fp32 gate: max |Δ logits| allowed beyond rtol's share, unfused export vs PyTorch and "
+                        f"fused vs unfused graph (default {ATOL:g})")
+    p.add_argument("--rtol", type=float, default=RTOL,
+                   help="fp32 gate: max |Δ logits| allowed per unit of the largest |logit| "
+                        f"(default {RTOL:g}; measured rounding stays within 2e-4, see export/VALIDATION.md)")
     add_triton_args(p)
     p.set_defaults(func=_cmd_export)

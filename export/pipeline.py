@@ -81,21 +81,26 @@ def export_artifact(
     force: bool = False,
     validation_data: str | Path | None = None,
     max_validation: int = 500,
+    atol: float = validate.ATOL,
+    rtol: float = validate.RTOL,
 ) -> Path:
     """Export, fuse, quantize and validate a QA checkpoint into `output_dir`; nothing is left half-written.
 
-    The fp32 ONNX graph must match PyTorch (else ParityError); int8/fp16 are scored against fp32 and
-    the scores go into the manifest. An existing `output_dir` is replaced only with `force`, and only
-    once every step has succeeded.
+    The unfused ONNX export must match PyTorch and the fused fp32 graph the unfused one, each within
+    max |Δ logits| <= atol + rtol * max |logits| and with identical answers (else ParityError; the defaults
+    come from measurements in export/VALIDATION.md); int8/fp16 are scored against fp32 and the scores go
+    into the manifest. An existing `output_dir` is replaced only with `force`, and only once every step
+    has succeeded.
     """
     precisions = parse_precisions(precisions)
+    tolerance = validate.Tolerance(atol, rtol)
     onnx_export.check_opset(opset)
     if max_validation < 1:
         raise ValueError(f"max_validation must be >= 1, got {max_validation}")
     checkpoint = onnx_export.inspect_checkpoint(model_dir)
     output_dir = Path(output_dir)
     with atomic_dir(output_dir, force) as tmp:
-        manifest = _build(checkpoint, tmp, precisions, opset, validation_data, max_validation)
+        manifest = _build(checkpoint, tmp, precisions, opset, validation_data, max_validation, tolerance)
         shutil.rmtree(tmp / WORK)
         manifest.write(tmp)
     log.info("artifact written to %s", output_dir)
@@ -117,6 +122,7 @@ def _build(
     opset: int | None,
     validation_data: str | Path | None,
     max_validation: int,
+    tolerance: validate.Tolerance,
 ) -> Manifest:
     """Every step of the export into the (temporary) folder `out`; returns the manifest to write."""
     work = out / WORK
@@ -137,7 +143,7 @@ def _build(
     windows, decode = settings(checkpoint)
     tokenizer = WindowTokenizer.from_file(checkpoint.tokenizer_file, windows)
     outcomes, source = _validate(
-        model, files, tokenizer, decode, graph.input_names, validation_data, max_validation
+        model, raw.path, files, tokenizer, decode, graph.input_names, validation_data, max_validation, tolerance
     )
     variants = {
         p: Variant(
@@ -166,18 +172,22 @@ def _build(
 
 def _validate(
     model,
+    unfused: Path,
     files: dict[str, Path],
     tokenizer: WindowTokenizer,
     decode: DecodeConfig,
     input_names: list[str],
     validation_data: str | Path | None,
     max_validation: int,
+    tolerance: validate.Tolerance,
 ) -> tuple[dict[str, Outcome], str]:
-    """fp32 parity with PyTorch (raises when broken), then each other variant against fp32."""
+    """fp32 parity (unfused export vs PyTorch, fused vs unfused; raises when broken), then each other variant
+    against fp32."""
     examples, source = validate.validation_examples(validation_data, max_validation)
     examples = validate.usable(examples, tokenizer)
     reference, summary = validate.check_fp32_parity(
-        model, runtime.cpu_session(files["fp32"]), tokenizer, examples, input_names, decode
+        model, runtime.cpu_session(files["fp32"]), tokenizer, examples, input_names, decode,
+        tolerance, unfused=runtime.cpu_session(unfused),
     )
     outcomes = {"fp32": Outcome(True, summary)}
     if "int8" in files:
@@ -203,7 +213,7 @@ def _validate_fp16(path: Path, reference_answers, tokenizer, examples, input_nam
     """
     import onnxruntime as ort
 
-    session = runtime.cuda_session(path)
+    session = runtime.cuda_session(path, "fp16")
     if session is not None:
         summary = validate.compare_to_fp32(
             session, reference_answers, tokenizer, examples, input_names, decode, "fp16"
