@@ -44,8 +44,10 @@ class Gated:
         self.engine = engine
         self.started = threading.Event()
         self.gate = threading.Event()
+        self.sizes: list[int] = []  # requests in each batch, in the order the batches reached the engine
 
     def answer_batch(self, questions, contexts, **kw):
+        self.sizes.append(len(questions))
         self.started.set()
         assert self.gate.wait(30)
         return self.engine.answer_batch(questions, contexts, **kw)
@@ -53,14 +55,32 @@ class Gated:
 
 @pytest.mark.parametrize("workers", [1, 2])
 def test_threads_get_their_own_answers(engine: QAEngine, workers: int) -> None:
+    """32 threads ask at once and get their own answers, combined into batches: the engine is held until all
+    32 requests are queued, so each worker runs at most one batch before that, then full batches of 8."""
     pairs = _pairs(32)
     want = [engine.answer(q, c) for q, c in pairs]
-    with engine.batcher(max_batch_size=8, max_wait_ms=5, workers=workers) as batcher, ThreadPoolExecutor(32) as pool:
-        got = list(pool.map(lambda p: batcher.answer(*p, timeout=60), pairs))
+    gated = Gated(engine)
+    submitted = threading.Semaphore(0)
+    batcher = MicroBatcher(gated, max_batch_size=8, max_wait_ms=5, workers=workers)
+
+    def ask(pair: tuple[str, str]) -> dict:
+        future = batcher.submit(*pair)
+        submitted.release()
+        return future.result(60)
+
+    with ThreadPoolExecutor(32) as pool:
+        try:
+            results = pool.map(ask, pairs)
+            assert all(submitted.acquire(timeout=60) for _ in pairs)
+        finally:
+            gated.gate.set()
+        got = list(results)
+    batcher.close()
     for g, w in zip(got, want):
         _same(g, w)
-    assert batcher.answered == 32
-    assert batcher.batches <= 32
+    assert batcher.answered == sum(gated.sizes) == 32
+    assert len(gated.sizes) == batcher.batches <= workers + 32 // 8
+    assert max(gated.sizes) == 8
 
 
 def test_asyncio_tasks_get_their_own_answers(engine: QAEngine) -> None:
@@ -88,17 +108,22 @@ def test_answer_options_apply_to_every_request(engine: QAEngine) -> None:
 
 @pytest.mark.parametrize("question, context", [("", "문맥"), ("질문", "  "), (None, "문맥"), ("질문", 3)])
 def test_malformed_request_is_refused_before_queuing(engine: QAEngine, question, context) -> None:
-    with engine.batcher() as batcher:
+    recorder = Gated(engine)
+    recorder.gate.set()
+    with MicroBatcher(recorder) as batcher:
         with pytest.raises(ValueError):
-            batcher.answer(question, context)
-        assert batcher.answer(*_pairs(1)[0])["answer"] == engine.answer(*_pairs(1)[0])["answer"]
+            batcher.submit(question, context)  # raised here, not through a future of a queued request
+        _same(batcher.answer(*_pairs(1)[0]), engine.answer(*_pairs(1)[0]))
+    assert recorder.sizes == [1]  # the engine only ever saw the well-formed request
 
 
 def test_failing_request_in_a_batch_reaches_only_its_caller(engine: QAEngine) -> None:
     pairs = _pairs(8)
     too_long = "세종대왕 " * 400  # more question tokens than any window holds: the engine raises ValueError
+    recorder = Gated(engine)
+    recorder.gate.set()
     # a long wait and a batch size of exactly 9 make all nine requests one batch
-    with engine.batcher(max_batch_size=9, max_wait_ms=10_000) as batcher:
+    with MicroBatcher(recorder, max_batch_size=9, max_wait_ms=600_000) as batcher:
         futures = [batcher.submit(q, c) for q, c in pairs[:4]]
         bad = batcher.submit(too_long, CONTEXTS[0])
         futures += [batcher.submit(q, c) for q, c in pairs[4:]]
@@ -108,6 +133,7 @@ def test_failing_request_in_a_batch_reaches_only_its_caller(engine: QAEngine) ->
             _same(f.result(60), engine.answer(q, c))
         after = batcher.submit(*pairs[0])  # the worker is still alive; close() ends the long wait
     _same(after.result(60), engine.answer(*pairs[0]))
+    assert recorder.sizes == [9] + [1] * 9 + [1]  # the failed batch, its requests one by one, then `after`
 
 
 def test_failing_batch_does_not_poison_the_queue(engine: QAEngine) -> None:
