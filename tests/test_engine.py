@@ -30,20 +30,26 @@ def synthetic():
     return [r["question"] for r in records], [r["context"] for r in records], records
 
 
-def _check_offsets(context, result):
-    assert set(result) == {"answer", "score", "start", "end"}
-    assert 0 <= result["start"] <= result["end"] <= len(context)
-    assert context[result["start"] : result["end"]] == result["answer"]
-    assert result["score"] >= 0.0  # identical texts from several windows add up, as in the pipeline
+def _check_offsets(engine, context, results, expected=None):
+    """Each result is a real answer (not the empty fallback at 0, 0) whose offsets cut it from the original
+    `context` on token boundaries; `expected`, where the answer is known, is its text."""
+    enc = engine.tokenizer.tokenizer.encode(context, add_special_tokens=False)
+    starts, ends = {s for s, _ in enc.offsets}, {e for _, e in enc.offsets}
+    for result in results if isinstance(results, list) else [results]:
+        assert set(result) == {"answer", "score", "start", "end"}
+        assert 0 <= result["start"] < result["end"] <= len(context)
+        assert result["start"] in starts and result["end"] in ends
+        assert context[result["start"] : result["end"]] == result["answer"]
+        assert result["score"] > 0.0  # identical texts from several windows add up, as in the pipeline
+        if expected is not None:
+            assert result["answer"] == expected
 
 
 @pytest.mark.parametrize("question, context, expected", SEEDS)
 def test_seed_questions_in_both_cpu_precisions(tiny_artifact, question, context, expected):
     for precision in ("fp32", "int8"):
         eng = QAEngine.from_pretrained(tiny_artifact, provider="cpu", precision=precision)
-        result = eng.answer(question, context)
-        _check_offsets(context, result)
-        assert result["answer"] == expected
+        _check_offsets(eng, context, eng.answer(question, context), expected)
 
 
 def test_default_precision_on_cpu_is_int8(tiny_artifact):
@@ -54,8 +60,8 @@ def test_top_k_returns_a_sorted_list(engine):
     results = engine.answer(*SEEDS[0][:2], top_k=3)
     assert isinstance(results, list) and 1 <= len(results) <= 3
     assert [r["score"] for r in results] == sorted((r["score"] for r in results), reverse=True)
-    for r in results:
-        _check_offsets(SEEDS[0][1], r)
+    _check_offsets(engine, SEEDS[0][1], results)
+    assert results[0]["answer"] == SEEDS[0][2]
 
 
 def test_batch_order_is_kept_under_bucketing(engine, synthetic):
@@ -112,8 +118,7 @@ def test_long_context_is_answered_across_all_its_windows(tiny_artifact, engine):
     question = "철수는 어디에 삽니까?"
     assert len(engine.tokenizer.windows([question], [context])) > 50
     candidates = engine.answer(question, context, top_k=100)
-    for r in candidates:
-        _check_offsets(context, r)
+    _check_offsets(engine, context, candidates)
     late = [r for r in candidates if r["start"] >= len(filler)]
     assert late, "no candidate from the last window"
     assert all(r["end"] <= len(context) for r in late)
@@ -186,23 +191,29 @@ def test_a_single_string_is_not_taken_for_a_list(engine):
 
 
 @pytest.mark.parametrize(
-    "context",
+    "context, same_tokens_as_seed",
     [
-        unicodedata.normalize("NFD", "철수는 서울에 삽니다."),
-        "철수는 🏙️서울에 삽니다. 😀",
-        "철수는\u200b 서울\u200d에 삽니다.\ufeff",
-        "철수는\x00\x07 서울에\r\n삽니다.\x1b",
-        "철\u0301수는 서울에 삽니다.",
+        (unicodedata.normalize("NFD", "철수는 서울에 삽니다."), False),  # jamo: every word is an unknown token
+        ("철수는 🏙️서울에 삽니다. 😀", False),
+        ("철수는\u200b 서울\u200d에 삽니다.\ufeff", True),  # the normalizer drops what the model never sees
+        ("철수는\x00\x07 서울에\r\n삽니다.\x1b", True),
+        ("철\u0301수는 서울에 삽니다.", False),
     ],
 )
-def test_odd_unicode_keeps_offsets_on_the_original_string(engine, context):
-    _check_offsets(context, engine.answer("철수는 어디에 삽니까?", context))
+def test_odd_unicode_keeps_offsets_on_the_original_string(engine, context, same_tokens_as_seed):
+    """Offsets index the string as given. Where the model sees the seed's own tokens the answer is the seed's,
+    cut from the odd string; elsewhere it must still be a real answer on token boundaries."""
+    question, seed_context, seed_answer = SEEDS[0]
+    seed_ids = engine.tokenizer.windows([question], [seed_context]).input_ids
+    assert np.array_equal(engine.tokenizer.windows([question], [context]).input_ids, seed_ids) == same_tokens_as_seed
+    _check_offsets(engine, context, engine.answer(question, context), seed_answer if same_tokens_as_seed else None)
 
 
 def test_context_of_100k_characters(engine):
     context = ("가나다라마바사 아자차카타파하. " * 7000)[:100_000] + " 철수는 서울에 삽니다."
     result = engine.answer("철수는 어디에 삽니까?", context)
-    _check_offsets(context, result)
+    _check_offsets(engine, context, result, "서울")
+    assert result["start"] == context.rindex("서울")
 
 
 def test_missing_and_corrupt_artifacts(tiny_artifact, tmp_path):
@@ -243,6 +254,56 @@ def test_io_binding_path_gives_the_plain_run_outputs(engine):
     bound = runtime.run(engine.session, feed, "cuda")
     for a, b in zip(plain, bound):
         np.testing.assert_array_equal(a, b)
+
+
+def _engine_with_pad_id(pad_id, device):
+    """An engine whose tokenizer's [PAD] is `pad_id` (neither 0 nor 1), with no model: runtime.run is faked."""
+    from tokenizers import Tokenizer, models, pre_tokenizers, processors
+
+    from qa_engine.engine import EngineSettings
+    from qa_engine.features import WindowTokenizer
+
+    specials = ["[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+    specials.insert(pad_id, "[PAD]")
+    chars = sorted({ch for q, c, _ in SEEDS for ch in q + c if not ch.isspace()})
+    vocab = {t: i for i, t in enumerate([*specials, *chars, *("##" + ch for ch in chars)])}
+    tok = Tokenizer(models.WordPiece(vocab, unk_token="[UNK]"))
+    tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    tok.post_processor = processors.TemplateProcessing(
+        single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B:1 [SEP]:1",
+        special_tokens=[("[CLS]", vocab["[CLS]"]), ("[SEP]", vocab["[SEP]"])],
+    )
+    settings = EngineSettings(input_names=("input_ids", "attention_mask", "token_type_ids"), device=device)
+    return QAEngine(None, WindowTokenizer(tok), settings)
+
+
+@pytest.mark.parametrize("device", ["cpu", "cuda"])
+def test_padded_feed_columns_hold_the_pad_id(monkeypatch, device):
+    """Every column a model call pads (past a window's end, up to the call's width) holds the tokenizer's pad id
+    in input_ids and 0 in attention_mask and token_type_ids; the real tokens are the windows' own."""
+    engine = _engine_with_pad_id(3, device)
+    feeds = []
+
+    def fake_run(session, feed, run_device):
+        feeds.append({name: array.copy() for name, array in feed.items()})
+        logits = np.zeros(feed["input_ids"].shape, np.float32)
+        return [logits, logits]
+
+    monkeypatch.setattr(runtime, "run", fake_run)
+    questions = [q for q, _, _ in SEEDS] * 3
+    contexts = [c * (1 + i) for i, (_, c, _) in enumerate(SEEDS * 3)]  # windows of six different lengths
+    engine.answer_batch(questions, contexts, batch_size=2)
+    windows = engine.tokenizer.windows(questions, contexts)
+    own = {tuple(ids[:n]) for ids, n in zip(windows.input_ids.tolist(), windows.lengths)}
+    assert feeds
+    for feed in feeds:
+        real = feed["attention_mask"] == 1
+        n = real.sum(axis=1)
+        assert (real == (np.arange(real.shape[1]) < n[:, None])).all()  # real tokens first, then padding
+        assert (feed["input_ids"][~real] == 3).all()
+        assert (feed["token_type_ids"][~real] == 0).all()
+        assert {tuple(ids[:k]) for ids, k in zip(feed["input_ids"].tolist(), n)} <= own
+    assert any(feed["input_ids"].shape[1] > n for feed in feeds for n in feed["attention_mask"].sum(axis=1))
 
 
 def test_auto_on_a_cpu_only_artifact_goes_straight_to_cpu(tiny_artifact, tmp_path):
