@@ -13,8 +13,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-# model_type -> the onnxruntime transformer-optimizer type that fuses it
-FUSION_TYPES = {"distilbert": "bert", "bert": "bert", "electra": "bert"}
+# model_type -> the onnxruntime transformer-optimizer type that fuses it ("bert" matches RoBERTa's graph too)
+FUSION_TYPES = {"distilbert": "bert", "bert": "bert", "electra": "bert", "roberta": "bert", "xlm-roberta": "bert"}
 MIN_OPSET = 14
 WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin", "pytorch_model.bin.index.json")
 TOKENIZER_FILE = "tokenizer.json"

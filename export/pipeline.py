@@ -10,7 +10,7 @@ from typing import Iterable, NamedTuple
 
 from qa_engine import runtime
 from qa_engine.atomic import atomic_dir
-from qa_engine.config import DecodeConfig, WindowConfig
+from qa_engine.config import DecodeConfig, WindowConfig, max_window_length
 from qa_engine.features import WindowTokenizer
 from qa_engine.manifest import PRECISIONS, Manifest, Variant, sha256_file
 
@@ -39,7 +39,8 @@ def parse_precisions(value: str | Iterable[str]) -> tuple[str, ...]:
 
 def settings(checkpoint: onnx_export.Checkpoint) -> tuple[WindowConfig, DecodeConfig]:
     """The manifest's window and decoding defaults: the training run's (train_config.json) where it recorded
-    them, else the package defaults, with max_length cut to the model's position embeddings."""
+    them, else the package defaults, with max_length cut to what the model's position embeddings hold
+    (RoBERTa's 514 positions hold 512 tokens)."""
     path = checkpoint.path / TRAIN_CONFIG
     window, decode = WindowConfig(), DecodeConfig()
     try:
@@ -48,9 +49,10 @@ def settings(checkpoint: onnx_export.Checkpoint) -> tuple[WindowConfig, DecodeCo
             raise ValueError("expected a JSON object")
         max_length = int(recorded.get("max_length", window.max_length))
         doc_stride = int(recorded.get("doc_stride", window.doc_stride))
-        positions = getattr(checkpoint.config, "max_position_embeddings", None) or max_length
+        positions = max_window_length(checkpoint.config) or max_length
         if max_length > positions:
-            log.info("max_length %d exceeds the model's %d positions; using %d", max_length, positions, positions)
+            log.info("max_length %d exceeds the %d tokens the model's positions hold; using %d",
+                     max_length, positions, positions)
             max_length, doc_stride = positions, min(doc_stride, positions // 4)
         return (
             WindowConfig(max_length, doc_stride),

@@ -2,6 +2,11 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
+
+# Embeddings that number positions from padding_idx + 1 (transformers' create_position_ids_from_input_ids):
+# RoBERTa's max_position_embeddings 514 with pad id 1 holds 512 tokens.
+OFFSET_POSITIONS = ("roberta", "xlm-roberta")
 
 
 @dataclass(frozen=True)
@@ -36,3 +41,13 @@ class DecodeConfig:
             raise ValueError(f"max_answer_length must be >= 1, got {self.max_answer_length}")
         if self.top_k < 1:
             raise ValueError(f"top_k must be >= 1, got {self.top_k}")
+
+
+def max_window_length(config: Any) -> int | None:
+    """The most tokens one window may hold for a transformers model config (None: no position table).
+
+    Its position embeddings, less the padding_idx + 1 positions that RoBERTa-family models never use."""
+    positions = getattr(config, "max_position_embeddings", None)
+    if positions is None or getattr(config, "model_type", None) not in OFFSET_POSITIONS:
+        return positions
+    return positions - (getattr(config, "pad_token_id", None) or 0) - 1

@@ -35,7 +35,7 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--output", required=True, help="folder to write (model, tokenizer, train_config.json, "
                                                    "metrics.json); checkpoints go to OUTPUT.checkpoints/")
     p.add_argument("--model", help=f"hub id or local folder (default {DEFAULT_MODEL}); with --model-config "
-                                   "tiny, the family: distilbert or bert")
+                                   "tiny, the family: distilbert, bert, roberta or xlm-roberta")
     p.add_argument("--model-config", choices=["tiny"], help="train a small model from scratch (needs --tokenizer)")
     p.add_argument("--tokenizer", help="tokenizer folder (default: the model's own)")
     p.add_argument("--dataset", help=f"hub dataset id (train split) or local SQuAD JSON / JSON Lines "

@@ -14,11 +14,13 @@ from transformers import (
     PretrainedConfig,
     PreTrainedModel,
     PreTrainedTokenizerFast,
+    RobertaConfig,
+    XLMRobertaConfig,
 )
 
 log = logging.getLogger(__name__)
 
-TINY_FAMILIES = ("distilbert", "bert")
+TINY_FAMILIES = ("distilbert", "bert", "roberta", "xlm-roberta")
 MODEL_CONFIGS = ("tiny",)
 
 # Tiny shapes: small enough to train from scratch on 2 CPU cores in minutes.
@@ -30,7 +32,7 @@ TINY_MAX_POSITIONS = 512
 
 
 def tiny_config(family: str, vocab_size: int, pad_token_id: int = 0) -> PretrainedConfig:
-    """A small DistilBERT or BERT config (BERT has token_type_ids) for a vocabulary of `vocab_size`.
+    """A small DistilBERT, BERT, RoBERTa or XLM-RoBERTa config (BERT has token_type_ids) for `vocab_size` tokens.
 
     The BERT one scores attention with relative positions: "the value a few tokens after the subject the
     question names" is a relative pattern. Measured on the synthetic data, 3,000 steps took it to about 90 EM
@@ -62,6 +64,21 @@ def tiny_config(family: str, vocab_size: int, pad_token_id: int = 0) -> Pretrain
             attention_probs_dropout_prob=0.0,
             pad_token_id=pad_token_id,
         )
+    if family in ("roberta", "xlm-roberta"):
+        config_class = RobertaConfig if family == "roberta" else XLMRobertaConfig
+        return config_class(
+            vocab_size=vocab_size,
+            hidden_size=TINY_DIM,
+            num_hidden_layers=TINY_LAYERS,
+            num_attention_heads=TINY_HEADS,
+            intermediate_size=TINY_FFN,
+            # positions are numbered from pad_token_id + 1, as in roberta-base (514 positions, pad id 1)
+            max_position_embeddings=TINY_MAX_POSITIONS + pad_token_id + 1,
+            type_vocab_size=1,
+            hidden_dropout_prob=0.0,
+            attention_probs_dropout_prob=0.0,
+            pad_token_id=pad_token_id,
+        )
     raise ValueError(f"unknown tiny model family {family!r}; choose one of {', '.join(TINY_FAMILIES)}")
 
 
@@ -83,7 +100,7 @@ def load_model(
 ) -> tuple[PreTrainedModel, PreTrainedTokenizerFast]:
     """A question-answering model and its fast tokenizer.
 
-    With `model_config="tiny"`, `name_or_path` names the family ("distilbert" or "bert"), the weights are
+    With `model_config="tiny"`, `name_or_path` names the family (one of TINY_FAMILIES), the weights are
     freshly initialized and `tokenizer_dir` is required; otherwise `name_or_path` is a hub id or a local
     folder and the tokenizer comes from `tokenizer_dir` when given, else from the same place.
     """
@@ -117,7 +134,11 @@ def load_model(
 
 
 def model_input_names(model: PreTrainedModel) -> tuple[str, ...]:
-    """The window arrays this model's forward takes (DistilBERT has no token_type_ids)."""
+    """The window arrays this model uses: DistilBERT takes no token_type_ids, and RoBERTa-family models have
+    one segment (type_vocab_size 1), so a BERT-style template's type id 1 (klue/roberta-base's tokenizer)
+    would index past it; their ONNX export takes no token_type_ids either."""
     params = inspect.signature(model.forward).parameters
-    names = ("input_ids", "attention_mask", "token_type_ids")
+    names = ["input_ids", "attention_mask"]
+    if "token_type_ids" in params and getattr(model.config, "type_vocab_size", 2) > 1:
+        names.append("token_type_ids")
     return tuple(n for n in names if n in params)

@@ -25,7 +25,7 @@ from transformers import Trainer, TrainerCallback, TrainingArguments, set_seed
 from transformers.trainer_utils import get_last_checkpoint, speed_metrics
 
 from qa_engine.atomic import atomic_dir
-from qa_engine.config import WindowConfig
+from qa_engine.config import WindowConfig, max_window_length
 from qa_engine.features import WindowTokenizer
 from qa_engine.squad import Example, load_examples
 
@@ -156,9 +156,9 @@ def train(cfg: TrainConfig, callbacks: Sequence[TrainerCallback] = ()) -> Path:
 
     set_seed(cfg.seed)
     model, tokenizer = load_model(cfg.model, cfg.model_config, cfg.tokenizer)
-    positions = getattr(model.config, "max_position_embeddings", None)
+    positions = max_window_length(model.config)
     if positions is not None and cfg.max_length > positions:
-        raise ValueError(f"max_length {cfg.max_length} exceeds the model's {positions} positions")
+        raise ValueError(f"max_length {cfg.max_length} exceeds the {positions} tokens the model's positions hold")
     windower = WindowTokenizer(Tokenizer.from_str(tokenizer.backend_tokenizer.to_str()),
                                WindowConfig(cfg.max_length, cfg.doc_stride))
     names = model_input_names(model)
