@@ -69,6 +69,10 @@ class Tolerance:
         """The largest |Δ logits| accepted when the reference's largest |logit| is `scale`."""
         return self.atol + self.rtol * scale
 
+    def accepts(self, gap: "Gap") -> bool:
+        """Whether `gap` is within the limit (never when a logit is NaN or infinite)."""
+        return gap.max_abs_diff <= self.limit(gap.scale)
+
 
 @dataclass(frozen=True)
 class Gap:
@@ -82,10 +86,11 @@ class Gap:
 
 
 def logit_gap(reference: tuple[np.ndarray, np.ndarray], other: tuple[np.ndarray, np.ndarray], real: np.ndarray) -> Gap:
-    """Compare (start, end) logits over the `real` tokens (bool [N, L]) of each window."""
+    """Compare (start, end) logits over the `real` tokens (bool [N, L]) of each window; NaN counts as infinitely far."""
     best = None
     for name, ref, got in zip(("start_logits", "end_logits"), reference, other):
         diff = np.where(real, np.abs(got.astype(np.float64) - ref), -1.0)
+        diff[np.isnan(diff)] = np.inf  # a NaN logit is as far off as it gets
         w, t = np.unravel_index(int(diff.argmax()), diff.shape)
         if best is None or diff[w, t] > best[0]:
             best = (float(diff[w, t]), name, int(w), int(t))
@@ -209,18 +214,19 @@ def check_fp32_parity(
     sub = windows.select(rows, windows.input_ids.shape[1])
     torch_pred = predict(torch_runner(model), sub, contexts[:k], input_names, decode)
     graph = Predictions(shipped.start_logits[rows], shipped.end_logits[rows], shipped.answers[:k])
-    steps = [("fp32 ONNX graph", "PyTorch", graph, torch_pred)]
+    steps = [("onnx_vs_pytorch", "fp32 ONNX graph", "PyTorch", graph, torch_pred)]
     if unfused is not None:
         plain = predict(onnx_runner(unfused), sub, contexts[:k], input_names, decode)
-        steps = [("unfused ONNX export", "PyTorch", plain, torch_pred), ("fused graph", "unfused export", graph, plain)]
+        steps = [("unfused_vs_pytorch", "unfused ONNX export", "PyTorch", plain, torch_pred),
+                 ("fused_vs_unfused", "fused graph", "unfused export", graph, plain)]
     real = sub.attention_mask.astype(bool)
     gaps = {}
-    for name, reference_name, got, reference in steps:
+    for key, name, reference_name, got, reference in steps:
         gap = logit_gap((reference.start_logits, reference.end_logits), (got.start_logits, got.end_logits), real)
         differ = [i for i in range(k) if got.answers[i] != reference.answers[i]]
-        if gap.max_abs_diff > tolerance.limit(gap.scale) or differ:
+        if not tolerance.accepts(gap) or differ:
             raise ParityError(_refusal(name, reference_name, gap, differ, got, reference, sub, tolerance))
-        gaps[name] = gap
+        gaps[key] = gap
     total = logit_gap((torch_pred.start_logits, torch_pred.end_logits), (graph.start_logits, graph.end_logits), real)
     em, f1 = _scores(examples, shipped.answers)
     summary = {
@@ -264,7 +270,10 @@ def _refusal(
         i = differ[0]
         found += f"; {len(differ)} of {k} answers differ (first: question {i}, {got.answers[i]!r} vs {reference.answers[i]!r})"
     message = f"{name} does not match {reference_name}: {found}. "
-    if gap.max_abs_diff > limit:
+    if not (math.isfinite(gap.max_abs_diff) and math.isfinite(gap.scale)):
+        message += ("A NaN or infinite logit is never rounding, and no --atol/--rtol accepts it: the graph is broken "
+                    "(or the PyTorch model itself overflows on these inputs).")
+    elif not tolerance.accepts(gap):
         needed = (gap.max_abs_diff - tolerance.atol) / max(gap.scale, 1e-12)
         message += (
             f"Measured rounding stays within 2e-4 × max |logit| (export/VALIDATION.md); a larger difference "

@@ -100,7 +100,7 @@ def test_large_logits_checkpoint_exports_and_validates(large_logits_checkpoint: 
     assert fp32.validation["max_abs_logit"] > 5.0
     assert fp32.validation["max_abs_diff"] > 1e-4  # what the old fixed limit refused
     assert fp32.validation["max_abs_diff"] <= fp32.validation["limit"]
-    assert set(fp32.validation["steps"]) == {"unfused ONNX export", "fused graph"}
+    assert set(fp32.validation["steps"]) == {"unfused_vs_pytorch", "fused_vs_unfused"}
 
 
 @slow
@@ -166,6 +166,13 @@ def test_one_corrupted_weight_is_refused_naming_the_difference(graphs, tmp_path:
 def test_end_logits_alone_shifted_is_refused(graphs, tmp_path: Path) -> None:
     bad = _edited(graphs[2], tmp_path / "shifted.onnx", _shift_end_logits)
     with pytest.raises(validate.ParityError, match=r"\(end_logits, question \d+, token \d+\)"):
+        _check(graphs, bad)
+
+
+@slow
+def test_nan_logits_are_refused(graphs, tmp_path: Path) -> None:
+    bad = _edited(graphs[2], tmp_path / "nan.onnx", lambda graph: _shift_end_logits(graph, float("nan")))
+    with pytest.raises(validate.ParityError, match="NaN or infinite logit is never rounding"):
         _check(graphs, bad)
 
 
