@@ -33,6 +33,43 @@ def _leftovers(parent: Path) -> list[str]:
     return [p.name for p in parent.iterdir() if p.name.startswith(".")]
 
 
+def _int8_weight_layouts(path: Path) -> list[tuple[str, str, int, int, int]]:
+    """(op type, node, output channels, weight scales, weight zero points) of every int8 weight product.
+
+    QAttention and DynamicQuantizeMatMul take the weight scale as an input; MatMulInteger's scale is applied
+    after it, by a Mul with (activation scale x weight scale), so that product's initializer is found by its node."""
+    import onnx
+    from onnx import numpy_helper
+
+    graph = onnx.load(str(path)).graph
+    consts = {t.name: numpy_helper.to_array(t) for t in graph.initializer}
+    producer = {out: node for node in graph.node for out in node.output}
+    consumers: dict[str, list] = {}
+    for node in graph.node:
+        for name in node.input:
+            consumers.setdefault(name, []).append(node)
+
+    def after(name: str, op: str):
+        return next(n for n in consumers[name] if n.op_type == op)
+
+    layouts = []
+    for node in graph.node:
+        if node.op_type == "QAttention":  # input, weight, bias, input_scale, weight_scale, mask, input_zp, weight_zp
+            weight, scale, zero = node.input[1], node.input[4], node.input[7] if len(node.input) > 7 else ""
+        elif node.op_type == "DynamicQuantizeMatMul":  # A, B, b_scale, b_zero_point, bias
+            weight, scale, zero = node.input[1], node.input[2], node.input[3] if len(node.input) > 3 else ""
+        elif node.op_type == "MatMulInteger" and node.input[1] in consts:  # A, B, a_zero_point, b_zero_point
+            weight, zero = node.input[1], node.input[3] if len(node.input) > 3 else ""
+            rescale = after(after(node.output[0], "Cast").output[0], "Mul")
+            scales = [producer[i] for i in rescale.input if i in producer and producer[i].op_type == "Mul"]
+            scale = next(i for i in scales[0].input if i in consts)
+        else:
+            continue
+        channels = consts[weight].shape[-1]
+        layouts.append((node.op_type, node.name, channels, consts[scale].size, consts[zero].size if zero else channels))
+    return layouts
+
+
 @slow
 def test_artifact_has_every_precision_with_matching_checksums(tiny_artifact: Path, tiny_checkpoint: Path) -> None:
     manifest = Manifest.read(tiny_artifact)
@@ -102,6 +139,53 @@ def test_fp32_onnx_matches_pytorch_on_real_windows(tiny_artifact: Path, tiny_che
 
 
 @slow
+def test_int8_weights_have_one_scale_per_output_channel(tiny_artifact: Path, tmp_path: Path) -> None:
+    """The measured int8 layout (export/QUANTIZATION.md) is per-channel: the benchmark figures depend on it and the
+    accuracy check cannot tell it from per-tensor on the tiny model. Quantized anew, so the check sees today's code."""
+    out = tmp_path / "model.int8.onnx"
+    quantize.quantize_int8(tiny_artifact / "model.fp32.onnx", out)
+    layouts = _int8_weight_layouts(out)
+    assert len(layouts) >= 12  # 2 layers x (q, k, v, output, 2 feed-forward) at least
+    for _, name, channels, scales, zero_points in layouts:
+        assert (scales, zero_points) == (channels, channels), name
+
+
+class _Shifted:
+    """An onnxruntime session whose `output` is moved by `shift` on every token: a wrong graph whose answers stay
+    the same (a constant does not change a softmax), so only the comparison of that output's logits can see it."""
+
+    def __init__(self, session, output: str, shift: float):
+        self.session, self.output, self.shift = session, output, shift
+
+    def run(self, names, feed):
+        return [o + self.shift if n == self.output else o for n, o in zip(names, self.session.run(names, feed))]
+
+
+@slow
+@pytest.mark.parametrize("output", ["start_logits", "end_logits"])
+def test_fp32_gate_refuses_a_graph_with_one_output_shifted(tiny_artifact: Path, tiny_checkpoint: Path, output) -> None:
+    from transformers import AutoModelForQuestionAnswering
+
+    from export.validate import BUILTIN_SAMPLES, ParityError, check_fp32_parity
+    from qa_engine.config import DecodeConfig, WindowConfig
+    from qa_engine.features import WindowTokenizer
+    from qa_engine.runtime import cpu_session
+    from qa_engine.squad import Example
+
+    manifest = Manifest.read(tiny_artifact)
+    tokenizer = WindowTokenizer.from_file(
+        tiny_artifact / "tokenizer.json", WindowConfig(manifest.max_length, manifest.doc_stride)
+    )
+    examples = [Example(f"builtin-{i}", q, c, (a,), (c.index(a),)) for i, (q, c, a) in enumerate(BUILTIN_SAMPLES)]
+    model = AutoModelForQuestionAnswering.from_pretrained(tiny_checkpoint).eval()
+    session = cpu_session(tiny_artifact / "model.fp32.onnx")
+    args = (tokenizer, examples, manifest.input_names, DecodeConfig())
+    check_fp32_parity(model, session, *args)  # the real graph passes
+    with pytest.raises(ParityError, match=output):
+        check_fp32_parity(model, _Shifted(session, output, 0.5), *args)
+
+
+@slow
 def test_distilbert_family_exports_fused_attention(tiny_distilbert_checkpoint: Path, tmp_path: Path) -> None:
     import onnx
 
@@ -120,6 +204,9 @@ def test_distilbert_family_exports_fused_attention(tiny_distilbert_checkpoint: P
     assert manifest.variants["int8"].validated
     ops = [n.op_type for n in onnx.load(str(out / "model.int8.onnx"), load_external_data=False).graph.node]
     assert ops.count("QAttention") == layers  # the measured int8 layout quantizes the fused attention too
+    layouts = _int8_weight_layouts(out / "model.int8.onnx")  # per-channel weight scales, the attention's included
+    assert [op for op, *_ in layouts].count("QAttention") == layers
+    assert all((scales, zero_points) == (channels, channels) for _, _, channels, scales, zero_points in layouts), layouts
     assert not (out / "model.fp16.onnx").exists()
 
 
