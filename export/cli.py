@@ -42,7 +42,11 @@ def _summary(variant: "Variant") -> str:
     """One line of a variant's validation numbers and note."""
     v = variant.validation
     if v.get("reference") == "pytorch":
-        line = (f"max |Δ logits| vs PyTorch {v['max_abs_diff']:.1e} on {v['questions']} questions; "
+        steps = v.get("steps", {})
+        gap = (f"max |Δ logits| unfused vs PyTorch {steps['unfused_vs_pytorch']:.1e}, fused vs unfused "
+               f"{steps['fused_vs_unfused']:.1e} (limit {v['limit']:.1e})" if "fused_vs_unfused" in steps
+               else f"max |Δ logits| vs PyTorch {v['max_abs_diff']:.1e}")
+        line = (f"{gap} on {v['questions']} questions; "
                 f"EM {v['exact_match']:.2f} F1 {v['f1']:.2f} on {v['scored_questions']}")
     elif v:
         line = (f"{100 * v['answers_identical']:.1f}% answers identical to fp32 on {v['questions']} questions; "
