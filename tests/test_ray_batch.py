@@ -24,15 +24,17 @@ QUESTIONS = ["누가 훈민정음을 창제하였나?", "거북선을 이끈 사
 
 
 class CrashOnce(ray_batch.Answerer):
-    """Kills its actor process on its first batch while the marker file exists (deleted first, so once)."""
+    """Kills its actor process on a batch while the marker file exists. The crash is claimed by renaming the
+    marker, which only one process can do (the others get FileNotFoundError), so exactly one actor dies."""
 
     marker = ""
 
     def __call__(self, batch):
-        if os.path.exists(self.marker):
-            os.unlink(self.marker)
-            os._exit(1)
-        return super().__call__(batch)
+        try:
+            os.rename(self.marker, self.marker + ".claimed")
+        except FileNotFoundError:
+            return super().__call__(batch)
+        os._exit(1)
 
 
 @pytest.fixture(scope="module")
@@ -93,6 +95,6 @@ def test_killed_actor_is_restarted_and_nothing_is_lost(local_ray, tiny_artifact:
     out = tmp_path / "answers.parquet"
     summary = ray_batch.answer_dataset_ray(tiny_artifact, questions, out, num_workers=2, batch_size=6,
                                            precision="fp32", top_k=2)
-    assert not marker.exists()  # an actor did die mid-run
+    assert not marker.exists() and marker.with_name("crash-once.claimed").exists()  # one actor did die mid-run
     assert summary["questions"] == len(reference)
     _same(pq.read_table(out).to_pylist(), reference)
