@@ -12,10 +12,15 @@ if TYPE_CHECKING:
 
 
 def _cmd_export(args: argparse.Namespace) -> int:
+    from qa_engine import hub, model_card
     from qa_engine.manifest import Manifest
 
     from .pipeline import export_artifact, parse_precisions
 
+    if args.push_to_hub:  # fail before the export, not after it
+        if not hub.is_repo_id(args.push_to_hub) or "/" not in args.push_to_hub:
+            raise ValueError(f"--push-to-hub wants a hub repo id like org/name, got {args.push_to_hub!r}")
+        hub.import_hub("--push-to-hub")
     out = export_artifact(
         args.model,
         args.output,
@@ -32,9 +37,14 @@ def _cmd_export(args: argparse.Namespace) -> int:
           + ", ".join(f"{k} {v}" for k, v in manifest.fusion.items()) + ")")
     for precision, variant in manifest.variants.items():
         print(f"  {precision:5s} {variant.file:18s} [{'/'.join(variant.providers)}] {_summary(variant)}")
+    model_card.record_provenance(out, getattr(args, "argv", []), args.model)
     repo = run_triton(args, out)
     if repo is not None:
         print(f"wrote Triton model repository {repo}")
+    if args.push_to_hub:
+        card = model_card.card_for(out, args.push_to_hub)
+        print(f"uploaded to {args.push_to_hub}: "
+              + hub.push_artifact(out, args.push_to_hub, card=card, private=args.private))
     return 0
 
 
@@ -75,5 +85,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--rtol", type=float, default=RTOL,
                    help="fp32 gate: max |Δ logits| allowed per unit of the largest |logit| "
                         f"(default {RTOL:g}; measured rounding stays within 2e-4, see export/VALIDATION.md)")
+    p.add_argument("--push-to-hub", metavar="REPO_ID", default=None,
+                   help="then upload the artifact with a model card to this hub model repo (org/name; needs "
+                        "qa-engine[hub] and a token: `hf auth login` or HF_TOKEN)")
+    p.add_argument("--private", action="store_true", default=None, help="with --push-to-hub: create the repo private")
     add_triton_args(p)
     p.set_defaults(func=_cmd_export)

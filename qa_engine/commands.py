@@ -1,4 +1,4 @@
-"""Runtime subcommands: `answer` (one question) and `batch` (a file of questions, streamed)."""
+"""Runtime subcommands: `answer` (one question), `batch` (a file of questions, streamed) and `push` (to the hub)."""
 from __future__ import annotations
 
 import argparse
@@ -8,32 +8,41 @@ import logging
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING, Any, Iterable, Iterator, TypeVar
 
 from .atomic import atomic_open
 from .squad import iter_examples
+from .types import AnswerResult
+
+if TYPE_CHECKING:
+    from tqdm import tqdm
+
+    from .engine import QAEngine
 
 log = logging.getLogger(__name__)
-
-CHUNK = 512  # questions tokenized and answered together while streaming
+T = TypeVar("T")
 
 
 def _add_engine_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--model", required=True, help="artifact folder written by `qa-engine export`")
+    p.add_argument("--model", required=True,
+                   help="artifact folder written by `qa-engine export`, or a Hugging Face hub repo id (org/name)")
+    p.add_argument("--revision", default=None, help="hub branch, tag or commit of a repo id (default: main)")
     p.add_argument("--provider", default="auto", choices=["auto", "cpu", "cuda"])
     p.add_argument("--precision", default=None, choices=["fp32", "int8", "fp16"],
                    help="model variant (default: int8 on CPU, fp16 on CUDA, else fp32)")
-    p.add_argument("--top-k", type=int, default=1)
-    p.add_argument("--max-answer-length", type=int, default=None)
-    p.add_argument("--handle-impossible-answer", action="store_true")
+    p.add_argument("--top-k", type=int, default=None, help="answers per question (default 1)")
+    p.add_argument("--max-answer-length", type=int, default=None, help="tokens (default: the artifact's)")
+    p.add_argument("--handle-impossible-answer", action="store_true", default=None)
 
 
-def _engine(args: argparse.Namespace):
+def _engine(args: argparse.Namespace) -> "QAEngine":
     from .engine import QAEngine
 
-    return QAEngine.from_pretrained(args.model, provider=args.provider, precision=args.precision)
+    return QAEngine.from_pretrained(args.model, provider=args.provider, precision=args.precision,
+                                    revision=args.revision)
 
 
-def _options(args: argparse.Namespace) -> dict:
+def _options(args: argparse.Namespace) -> dict[str, Any]:
     return {"top_k": args.top_k, "max_answer_length": args.max_answer_length,
             "handle_impossible_answer": args.handle_impossible_answer}
 
@@ -50,7 +59,7 @@ def _cmd_answer(args: argparse.Namespace) -> int:
     return 0
 
 
-def _progress(total: int | None):
+def _progress(total: int | None) -> "tqdm[Any] | None":
     try:
         from tqdm import tqdm
     except ImportError:
@@ -58,34 +67,43 @@ def _progress(total: int | None):
     return tqdm(total=total, unit="q", desc="answering", file=sys.stderr, disable=None)
 
 
+class _Stopwatch(Iterator[T]):
+    """Iterates `items`, adding up the seconds spent waiting for each next item."""
+
+    def __init__(self, items: Iterable[T]):
+        self.items, self.seconds = iter(items), 0.0
+
+    def __next__(self) -> T:
+        t0 = time.perf_counter()
+        try:
+            return next(self.items)
+        finally:
+            self.seconds += time.perf_counter() - t0
+
+
 def _cmd_batch(args: argparse.Namespace) -> int:
     if args.ray:
         return _cmd_batch_ray(args)
     engine = _engine(args)
-    examples = iter_examples(args.input)
+    examples, asked = itertools.tee(iter_examples(args.input))  # tee holds what answer_stream has read ahead
+    answers = _Stopwatch(engine.answer_stream(((e.question, e.context) for e in asked),
+                                              batch_size=args.batch_size, **_options(args)))
     bar = _progress(None)
     predictions: dict[str, str] = {}
     answered = 0
-    busy = 0.0
     with atomic_open(args.output) as out:
-        while chunk := list(itertools.islice(examples, CHUNK)):
-            t0 = time.perf_counter()
-            results = engine.answer_batch(
-                [e.question for e in chunk], [e.context for e in chunk], batch_size=args.batch_size, **_options(args)
-            )
-            busy += time.perf_counter() - t0
-            for ex, res in zip(chunk, results):
-                out.write(json.dumps(output_record(ex.id, ex.question, res), ensure_ascii=False) + "\n")
-                best = res if isinstance(res, dict) else res[0]
-                predictions[ex.id] = best["answer"]
-            answered += len(chunk)
+        for ex, res in zip(examples, answers):
+            out.write(json.dumps(output_record(ex.id, ex.question, res), ensure_ascii=False) + "\n")
+            predictions[ex.id] = (res if isinstance(res, dict) else res[0])["answer"]
+            answered += 1
             if bar is not None:
-                bar.update(len(chunk))
+                bar.update()
     if bar is not None:
         bar.close()
     if args.predictions_json:
         with atomic_open(args.predictions_json) as f:
             json.dump(predictions, f, ensure_ascii=False, indent=1)
+    busy = answers.seconds
     rate = answered / busy if busy else 0.0
     log.info("answered %d questions in %.2f s: %.1f questions/s (%s on %s)", answered, busy, rate,
              engine.settings.precision, engine.settings.device)
@@ -103,16 +121,17 @@ def _cmd_batch_ray(args: argparse.Namespace) -> int:
 
     summary = answer_dataset_ray(
         args.model, args.input, args.output, num_workers=args.num_workers, provider=args.provider,
-        precision=args.precision, model_batch_size=args.batch_size, predictions_path=args.predictions_json,
+        precision=args.precision, revision=args.revision, model_batch_size=args.batch_size,
+        predictions_path=args.predictions_json,
         **_options(args),
     )
     print(json.dumps(summary))
     return 0
 
 
-def output_record(qid: str, question: str, result: dict | list[dict]) -> dict:
+def output_record(qid: str, question: str, result: AnswerResult) -> dict[str, Any]:
     """One output row of `batch`: id, question, the best answer's fields, and the top_k list when asked."""
-    flat = result if isinstance(result, dict) else {**result[0], "top_k": result}
+    flat: dict[str, Any] = {**result} if isinstance(result, dict) else {**result[0], "top_k": result}
     return {"id": qid, "question": question, **flat}
 
 
@@ -139,4 +158,28 @@ def _add_batch(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_cmd_batch)
 
 
-REGISTER = [_add_answer, _add_batch]
+def _cmd_push(args: argparse.Namespace) -> int:
+    from .hub import push_artifact
+    from .model_card import card_for
+
+    url = push_artifact(args.artifact, args.repo_id, card=card_for(args.artifact, args.repo_id), private=args.private,
+                        revision=args.revision, commit_message=args.message)
+    print(url)
+    return 0
+
+
+def _add_push(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "push", help="upload an artifact folder to a Hugging Face hub model repo, with a generated model card",
+        description="Checksums are verified first; a README.md in the folder is uploaded instead of the generated "
+                    "card. The token is the logged-in one (`hf auth login`) or HF_TOKEN; needs qa-engine[hub].",
+    )
+    p.add_argument("artifact", help="artifact folder written by `qa-engine export`")
+    p.add_argument("repo_id", help="hub model repo, org/name (created if it does not exist)")
+    p.add_argument("--private", action="store_true", default=None, help="create the repo private (if it is new)")
+    p.add_argument("--revision", default=None, help="branch to upload to (created if needed; default: main)")
+    p.add_argument("--message", default=None, help="commit message")
+    p.set_defaults(func=_cmd_push)
+
+
+REGISTER = [_add_answer, _add_batch, _add_push]

@@ -1,22 +1,24 @@
 """QAEngine: answers questions in batches from an exported artifact with onnxruntime and Rust tokenizers."""
 from __future__ import annotations
 
+import itertools
 import logging
 import time
 from contextlib import contextmanager
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import TYPE_CHECKING, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, Iterable, Iterator, Mapping, Sequence
 
 import numpy as np
 import onnxruntime as ort
 
-from . import runtime
+from . import hub, runtime
 from .batching import plan_batches
 from .config import DecodeConfig, WindowConfig
 from .features import Windows, WindowTokenizer
 from .manifest import Manifest, sha256_file
 from .spans import Answer, WindowSpans, best_spans, merge_answers
+from .types import AnswerDict, AnswerResult
 
 if TYPE_CHECKING:
     from .batcher import MicroBatcher
@@ -28,6 +30,7 @@ STAGES = ("tokenize", "bucket", "run", "decode")
 # On CPU a model call of about four full windows runs faster per window than bigger ones (activations stay
 # in cache; measured +7-10% at batch 32 on the mBERT shape, benchmarks/results/); CUDA wants whole batches.
 CPU_WINDOWS_PER_CALL = 4
+STREAM_CHUNK_BATCHES = 16  # answer_stream answers this many batches' worth of questions together (length bucketing)
 
 
 @dataclass(frozen=True)
@@ -48,12 +51,36 @@ class EngineSettings:
         return windows * self.window.max_length
 
 
-def _check_texts(name: str, values: Sequence) -> None:
-    for i, v in enumerate(values):
+# EngineSettings fields from_pretrained takes as keyword arguments (the others come from the artifact and device)
+SETTABLE = {f.name for f in fields(EngineSettings)} - {"window", "decode", "input_names", "precision", "device"}
+
+
+def _check_texts(name: str, values: Sequence[object], first: int = 0) -> None:
+    for i, v in enumerate(values, first):
         if not isinstance(v, str):
             raise ValueError(f"{name} {i} must be a string, got {type(v).__name__}")
         if not v.strip():
             raise ValueError(f"{name} {i} is empty")
+
+
+def _unpack(block: list[Any], first: int) -> tuple[list[str], list[str]]:
+    """Questions and contexts of a chunk of answer_stream's input; errors name the pair's position in the stream."""
+    questions, contexts = [], []
+    for i, item in enumerate(block, first):
+        if isinstance(item, Mapping):
+            if "question" not in item or "context" not in item:
+                raise ValueError(f"pair {i}: a dict needs 'question' and 'context' keys, got {sorted(map(str, item))}")
+            question, context = item["question"], item["context"]
+        elif isinstance(item, (tuple, list)) and len(item) == 2:
+            question, context = item
+        else:
+            raise ValueError(f"pair {i} must be a (question, context) pair or a dict with 'question' and 'context', "
+                             f"got {type(item).__name__}")
+        questions.append(question)
+        contexts.append(context)
+    _check_texts("question", questions, first)
+    _check_texts("context", contexts, first)
+    return questions, contexts
 
 
 @contextmanager
@@ -75,53 +102,122 @@ class QAEngine:
     @classmethod
     def from_pretrained(
         cls,
-        path: str | Path,
-        provider: str | Sequence = "auto",
+        path_or_repo_id: str | Path,
+        provider: str | Sequence[str | tuple[str, dict[str, Any]]] = "auto",
         precision: str | None = None,
         intra_op_threads: int | None = None,
         verify: bool = True,
-        **overrides,
+        *,
+        revision: str | None = None,
+        cache_dir: str | Path | None = None,
+        local_files_only: bool = False,
+        token: str | bool | None = None,
+        **overrides: Any,
     ) -> "QAEngine":
-        """Load an artifact folder; precision None picks the best variant for the provider (int8 on CPU, fp16 on CUDA)."""
-        path = Path(path)
-        manifest = Manifest.read(path)
-        tok_path = path / manifest.tokenizer_file
+        """Load an artifact from a local folder or a Hugging Face hub repo id.
+
+        Args:
+            path_or_repo_id: an artifact folder written by `qa-engine export`, or a hub repo id ("org/name").
+                A folder of that name wins; a repo is downloaded into the hub cache file by file: the
+                manifest, then only the chosen variant's ONNX file and the tokenizer (needs `qa-engine[hub]`).
+            provider: "auto" (CUDA when it really runs here and the artifact has a CUDA variant, else CPU),
+                "cpu", "cuda", or a list of onnxruntime providers (names or (name, options) pairs).
+            precision: "int8", "fp16" or "fp32"; None picks the best variant for the device (int8 on CPU,
+                fp16 on CUDA, else fp32).
+            intra_op_threads: onnxruntime threads per model call (default: the physical cores).
+            verify: check the model file's SHA-256 against the manifest before loading it.
+            revision: hub branch, tag or commit (default: the main branch); ignored for a local folder.
+            cache_dir: hub cache folder (default: huggingface_hub's, HF_HUB_CACHE).
+            local_files_only: never go online: resolve the repo from the hub cache only (as HF_HUB_OFFLINE=1 does).
+            token: hub token for private or gated repos (default: the logged-in one, HF_TOKEN).
+            **overrides: window settings `max_length`, `doc_stride`; decode settings `top_k`,
+                `max_answer_length`, `handle_impossible_answer` (defaults of every answer call); and the
+                `EngineSettings` fields such as `batch_size` and `token_budget`. Unset ones come from the manifest.
+
+        Raises FileNotFoundError for a missing folder, repo or file (offline: one not in the cache),
+        ValueError for a malformed manifest, a checksum mismatch or an unusable option, and ImportError
+        with the install command when a repo id is given without huggingface_hub.
+        """
+        artifact = hub.open_artifact(path_or_repo_id, revision, cache_dir, local_files_only, token)
+        manifest = artifact.manifest
+        tok_path = artifact.fetch(manifest.tokenizer_file)
         if not tok_path.is_file():
             raise FileNotFoundError(f"{tok_path}: tokenizer missing from the artifact")
         window = WindowConfig(
             overrides.pop("max_length", manifest.max_length), overrides.pop("doc_stride", manifest.doc_stride)
         )
-        decode = DecodeConfig(max_answer_length=overrides.pop("max_answer_length", manifest.max_answer_length))
-        session, chosen, device = _open_session(path, manifest, provider, precision, intra_op_threads, verify)
+        decode = DecodeConfig(
+            max_answer_length=overrides.pop("max_answer_length", manifest.max_answer_length),
+            top_k=overrides.pop("top_k", 1),
+            handle_impossible_answer=overrides.pop("handle_impossible_answer", False),
+        )
+        unknown = sorted(set(overrides) - SETTABLE)
+        if unknown:
+            raise TypeError(f"from_pretrained() got unexpected keyword arguments: {', '.join(unknown)}")
+        session, chosen, device = _open_session(artifact, provider, precision, intra_op_threads, verify)
         settings = EngineSettings(
             window=window, decode=decode, input_names=tuple(manifest.input_names),
             precision=chosen, device=device, **overrides,
         )
-        log.info("loaded %s (%s on %s)", path, chosen, device)
+        log.info("loaded %s (%s on %s)", path_or_repo_id, chosen, device)
         return cls(session, WindowTokenizer.from_file(tok_path, window), settings)
 
-    def batcher(self, **kwargs) -> "MicroBatcher":
+    def batcher(self, **kwargs: Any) -> "MicroBatcher":
         """A `MicroBatcher` over this engine (see qa_engine.batcher for the keyword arguments)."""
         from .batcher import MicroBatcher
 
         return MicroBatcher(self, **kwargs)
 
-    def answer(self, question: str, context: str, **kwargs) -> dict | list[dict]:
+    def answer(self, question: str, context: str, **kwargs: Any) -> AnswerResult:
         """Answer one question: {"answer", "score", "start", "end"} (a list of them when top_k > 1)."""
         return self.answer_batch([question], [context], **kwargs)[0]
+
+    def answer_stream(
+        self,
+        pairs: Iterable[tuple[str, str] | Mapping[str, str]],
+        batch_size: int | None = None,
+        chunk_size: int | None = None,
+        top_k: int | None = None,
+        max_answer_length: int | None = None,
+        handle_impossible_answer: bool | None = None,
+        profile: dict[str, float] | None = None,
+    ) -> Iterator[AnswerResult]:
+        """Answer (question, context) pairs or {"question", "context"} dicts from any iterable, lazily, in input order.
+
+        `chunk_size` questions at a time (default STREAM_CHUNK_BATCHES x batch_size) are read and answered together,
+        so memory stays bounded however long the input is; the other arguments are answer_batch's.
+        """
+        if isinstance(pairs, (str, Mapping)):
+            raise ValueError("pairs must be an iterable of (question, context) pairs or dicts; use answer() for one")
+        batch_size = batch_size or self.settings.batch_size
+        chunk = chunk_size or STREAM_CHUNK_BATCHES * batch_size
+        if chunk < 1:
+            raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
+        items, done = iter(pairs), 0
+        while block := list(itertools.islice(items, chunk)):
+            questions, contexts = _unpack(block, done)
+            try:
+                results = self.answer_batch(
+                    questions, contexts, batch_size, top_k, max_answer_length, handle_impossible_answer, profile
+                )
+            except ValueError as e:
+                raise ValueError(f"in pairs {done}-{done + len(block) - 1}: {e}") from e
+            done += len(block)
+            yield from results
 
     def answer_batch(
         self,
         questions: Sequence[str],
         contexts: Sequence[str],
         batch_size: int | None = None,
-        top_k: int = 1,
+        top_k: int | None = None,
         max_answer_length: int | None = None,
-        handle_impossible_answer: bool = False,
-        profile: dict | None = None,
-    ) -> list[dict | list[dict]]:
+        handle_impossible_answer: bool | None = None,
+        profile: dict[str, float] | None = None,
+    ) -> list[AnswerResult]:
         """Answer many questions; results in input order, `context[start:end] == answer` on the given strings.
 
+        Decode arguments left None take the engine's settings (`settings.decode`, set at load time).
         `profile`, when given, accumulates seconds per stage (tokenize, bucket, run, decode).
         """
         if isinstance(questions, str) or isinstance(contexts, str):
@@ -131,9 +227,11 @@ class QAEngine:
             raise ValueError(f"{len(questions)} questions but {len(contexts)} contexts")
         _check_texts("question", questions)
         _check_texts("context", contexts)
-        decode = replace(
-            self.settings.decode, top_k=top_k, handle_impossible_answer=handle_impossible_answer,
-            max_answer_length=max_answer_length or self.settings.decode.max_answer_length,
+        default = self.settings.decode
+        decode = DecodeConfig(
+            default.max_answer_length if max_answer_length is None else max_answer_length,
+            default.top_k if top_k is None else top_k,
+            default.handle_impossible_answer if handle_impossible_answer is None else handle_impossible_answer,
         )
         if not questions:
             return []
@@ -182,8 +280,8 @@ class QAEngine:
         return feed
 
 
-def _format(answers: list[Answer], top_k: int) -> dict | list[dict]:
-    dicts = [a.as_dict() for a in answers] or [{"answer": "", "score": 0.0, "start": 0, "end": 0}]
+def _format(answers: list[Answer], top_k: int) -> AnswerResult:
+    dicts = [a.as_dict() for a in answers] or [AnswerDict(answer="", score=0.0, start=0, end=0)]
     return dicts[0] if top_k == 1 else dicts
 
 
@@ -198,9 +296,9 @@ def _pick_variant(manifest: Manifest, device: str, precision: str | None) -> str
     raise ValueError(f"the artifact has no variant usable on {device} (has: {', '.join(manifest.variants)})")
 
 
-def _model_path(folder: Path, manifest: Manifest, precision: str, verify: bool) -> Path:
-    variant = manifest.variants[precision]
-    path = folder / variant.file
+def _model_path(artifact: hub.Artifact, precision: str, verify: bool) -> Path:
+    variant = artifact.manifest.variants[precision]
+    path = artifact.fetch(variant.file)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: model file of the {precision} variant is missing")
     if verify and sha256_file(path) != variant.sha256:
@@ -208,20 +306,26 @@ def _model_path(folder: Path, manifest: Manifest, precision: str, verify: bool) 
     return path
 
 
-def _open_session(folder: Path, manifest: Manifest, provider, precision, threads, verify):
+def _open_session(
+    artifact: hub.Artifact, provider: str | Sequence[str | tuple[str, dict[str, Any]]], precision: str | None,
+    threads: int | None, verify: bool,
+) -> tuple[ort.InferenceSession, str, str]:
     """(session, precision, device) for the provider request; 'auto' falls back to CPU with one log line."""
+    manifest = artifact.manifest
     if not isinstance(provider, str):
         names = [runtime.PROVIDER_NAMES.get(p, p) if isinstance(p, str) else p[0] for p in provider]
         device = "cuda" if runtime.CUDA in names else "cpu"
         chosen = _pick_variant(manifest, device, precision)
-        session = runtime.explicit_session(_model_path(folder, manifest, chosen, verify), provider, threads, chosen)
+        session = runtime.explicit_session(_model_path(artifact, chosen, verify), provider, threads, chosen)
         return session, chosen, device
     if provider not in ("auto", "cpu", "cuda"):
         raise ValueError(f"provider must be 'auto', 'cpu', 'cuda' or a list of onnxruntime providers, got {provider!r}")
     cuda_variant = precision in manifest.variants if precision else any(p in manifest.variants for p in PREFERRED["cuda"])
     if provider == "cuda" or (provider == "auto" and cuda_variant):
         chosen = _pick_variant(manifest, "cuda", precision)
-        session = runtime.cuda_session(_model_path(folder, manifest, chosen, verify), chosen, threads)
+        # a hub repo's CUDA variant is downloaded only where CUDA runs
+        runs = provider == "cuda" or artifact.is_local or hub.cuda_runs()
+        session = runtime.cuda_session(_model_path(artifact, chosen, verify), chosen, threads) if runs else None
         if session is not None:
             return session, chosen, "cuda"
         if provider == "cuda":
@@ -230,4 +334,4 @@ def _open_session(folder: Path, manifest: Manifest, provider, precision, threads
     chosen = _pick_variant(manifest, "cpu", precision)
     if "cpu" not in manifest.variants[chosen].providers:
         log.warning("the %s variant is meant for %s; running it on CPU", chosen, "/".join(manifest.variants[chosen].providers))
-    return runtime.cpu_session(_model_path(folder, manifest, chosen, verify), threads), chosen, "cpu"
+    return runtime.cpu_session(_model_path(artifact, chosen, verify), threads), chosen, "cpu"

@@ -16,6 +16,7 @@ import numpy as np
 
 from .atomic import atomic_open
 from .commands import output_record
+from .hub import is_repo_id
 from .squad import iter_examples
 
 log = logging.getLogger(__name__)
@@ -24,15 +25,20 @@ log = logging.getLogger(__name__)
 class Answerer:
     """A Ray Data callable class: loads one QAEngine per actor and answers batches of {id, question, context}."""
 
-    def __init__(self, model: str, provider: str, precision: str | None, threads: int, options: dict[str, Any]):
+    def __init__(
+        self, model: str, provider: str, precision: str | None, threads: int, options: dict[str, Any],
+        revision: str | None = None,
+    ):
         from .engine import QAEngine
 
-        self.engine = QAEngine.from_pretrained(model, provider=provider, precision=precision, intra_op_threads=threads)
+        self.engine = QAEngine.from_pretrained(
+            model, provider=provider, precision=precision, intra_op_threads=threads, revision=revision
+        )
         self.options = options
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         ids, questions = [str(i) for i in batch["id"]], [str(q) for q in batch["question"]]
-        results = self.engine.answer_batch(questions, [str(c) for c in batch["context"]], **self.options)
+        results = self.engine.answer_stream(zip(questions, [str(c) for c in batch["context"]]), **self.options)
         records = [json.dumps(output_record(*row), ensure_ascii=False) for row in zip(ids, questions, results)]
         return {"record": np.array(records, dtype=object)}
 
@@ -98,15 +104,17 @@ def answer_dataset_ray(
     batch_size: int = 256,
     provider: str = "cpu",
     precision: str | None = None,
+    revision: str | None = None,
     threads_per_worker: int = 1,
     model_batch_size: int | None = None,
     predictions_path: str | Path | None = None,
     **answer_options: Any,
-) -> dict:
+) -> dict[str, Any]:
     """Answer every question of a SQuAD JSON / JSON Lines file on `num_workers` Ray actors; returns a summary.
 
     Each actor gets `batch_size` questions at a time and runs `model_batch_size` windows per model
-    call; `answer_options` (top_k, max_answer_length, handle_impossible_answer) go to `answer_batch`.
+    call; `answer_options` (top_k, max_answer_length, handle_impossible_answer) go to `answer_stream`.
+    `model` is an artifact folder or a hub repo id (each actor loads it from its node's hub cache).
     An actor that dies is restarted and its batch retried (Ray Data's actor-pool defaults). Connects
     to the cluster named by RAY_ADDRESS if set, else starts a local one.
     """
@@ -123,8 +131,10 @@ def answer_dataset_ray(
     if started:
         ray.init(include_dashboard=False, logging_level=logging.WARNING)
     try:
-        actor = {"model": str(Path(model).resolve()), "provider": provider, "precision": precision,
-                 "threads": threads_per_worker, "options": {"batch_size": model_batch_size, **answer_options}}
+        local = Path(model).is_dir() or not is_repo_id(model)  # actors may run elsewhere: absolute paths
+        actor = {"model": str(Path(model).resolve()) if local else str(model), "revision": revision,
+                 "provider": provider, "precision": precision, "threads": threads_per_worker,
+                 "options": {"batch_size": model_batch_size, **answer_options}}
         seconds, predictions = _run(ray, items, Path(output_path), num_workers, batch_size, actor)
     finally:
         if started:

@@ -13,6 +13,8 @@ from typing import Sequence
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
+from .types import AnswerDict
+
 MASKED_LOGIT = -10000.0
 
 
@@ -91,7 +93,7 @@ class Answer:
     start: int
     end: int
 
-    def as_dict(self) -> dict:
+    def as_dict(self) -> AnswerDict:
         return {"answer": self.answer, "score": self.score, "start": self.start, "end": self.end}
 
 
@@ -142,7 +144,7 @@ def merge_answers(
         answers.sort(key=lambda a: a.score, reverse=True)
         results[ex] = answers[:top_k]
     if handle_impossible_answer:
-        for ex in np.flatnonzero(counts > 0):
-            if not results[ex]:
-                results[ex] = [Answer("", float(null[ex]), 0, 0)]
+        for example in np.flatnonzero(counts > 0):
+            if not results[example]:
+                results[example] = [Answer("", float(null[example]), 0, 0)]
     return results

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
@@ -15,6 +15,7 @@ from .config import DecodeConfig, WindowConfig
 from .engine import EngineSettings, QAEngine
 from .features import WindowTokenizer
 from .manifest import Manifest
+from .types import AnswerResult
 
 log = logging.getLogger(__name__)
 
@@ -31,7 +32,7 @@ class TritonSession:
         return list(self.infer(feed))
 
 
-def http_infer(url: str, model_name: str, output_names: Sequence[str], **client_kwargs) -> Infer:
+def http_infer(url: str, model_name: str, output_names: Sequence[str], **client_kwargs: Any) -> Infer:
     """An `Infer` sending each batch to a Triton server over HTTP (tritonclient[http]); not thread-safe."""
     try:
         import tritonclient.http as httpclient
@@ -78,17 +79,19 @@ class TritonQAClient:
     @classmethod
     def connect(
         cls, artifact_dir: str | Path, url: str = "localhost:8000", model_name: str = "qa_engine",
-        max_batch_size: int = 32, **client_kwargs,
+        max_batch_size: int = 32, **client_kwargs: Any,
     ) -> "TritonQAClient":
         """A client for the Triton server at `url` serving `model_name`."""
         output_names = Manifest.read(artifact_dir).output_names[:2]
         log.info("answering with Triton model %s at %s", model_name, url)
         return cls(artifact_dir, http_infer(url, model_name, output_names, **client_kwargs), max_batch_size)
 
-    def answer(self, question: str, context: str, **kwargs) -> dict | list[dict]:
+    def answer(self, question: str, context: str, **kwargs: Any) -> AnswerResult:
         """One question, as QAEngine.answer."""
         return self.engine.answer(question, context, **kwargs)
 
-    def answer_batch(self, questions: Sequence[str], contexts: Sequence[str], **kwargs) -> list[dict | list[dict]]:
+    def answer_batch(
+        self, questions: Sequence[str], contexts: Sequence[str], **kwargs: Any
+    ) -> list[AnswerResult]:
         """Many questions, as QAEngine.answer_batch; each model batch is one Triton request."""
         return self.engine.answer_batch(questions, contexts, **kwargs)

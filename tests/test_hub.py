@@ -1,0 +1,288 @@
+"""Artifacts by repo id, offline: a hub cache laid out as huggingface_hub lays it out, and a stand-in of the hub
+endpoint on 127.0.0.1 (HF_ENDPOINT) that `qa-engine push` uploads to and `from_pretrained` downloads from."""
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any, Iterator
+from urllib.parse import unquote, urlparse
+
+import pytest
+
+pytest.importorskip("huggingface_hub")
+
+from qa_engine import QAEngine, hub, model_card  # noqa: E402
+from qa_engine.manifest import MANIFEST_NAME, Manifest  # noqa: E402
+
+QUESTION, CONTEXT = "철수는 어디에 삽니까?", "철수는 서울에 삽니다."
+REPO = "qa-org/tiny-ko"
+
+
+class StandInHub:
+    """An in-memory hub: model repos as {path: bytes} at a head commit, served with the routes, status codes and
+    headers huggingface_hub's downloads (file_download.py) and commits (hf_api.create_commit) rely on."""
+
+    def __init__(self) -> None:
+        self.repos: dict[str, dict[str, bytes]] = {}
+        self.heads: dict[str, str] = {}
+        self.requests: list[tuple[str, str]] = []  # (method, path) of every request
+        handler = type("Handler", (_Handler,), {"hub": self})
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+
+    def downloads(self, repo: str) -> list[str]:
+        """Files of `repo` whose content was sent (GET), in order."""
+        prefix = f"/{repo}/resolve/"
+        return [path[len(prefix):].split("/", 1)[1] for method, path in self.requests
+                if method == "GET" and path.startswith(prefix)]
+
+    def commit(self, repo: str, files: dict[str, bytes]) -> str:
+        self.repos.setdefault(repo, {}).update(files)
+        state = json.dumps({p: hashlib.sha256(c).hexdigest() for p, c in sorted(self.repos[repo].items())})
+        self.heads[repo] = hashlib.sha1(state.encode()).hexdigest()
+        return self.heads[repo]
+
+
+class _Handler(BaseHTTPRequestHandler):
+    hub: StandInHub
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+    def _send(self, status: int, body: bytes = b"", headers: dict[str, str] | None = None) -> None:
+        self.send_response(status)
+        for k, v in (headers or {}).items():
+            self.send_header(k, v)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(body)
+
+    def _json(self, value: Any, status: int = 200) -> None:
+        self._send(status, json.dumps(value).encode(), {"Content-Type": "application/json"})
+
+    def _error(self, code: str) -> None:
+        self._send(404, json.dumps({"error": code}).encode(), {"X-Error-Code": code, "X-Error-Message": code})
+
+    def _repo(self, parts: list[str]) -> tuple[str, str, list[str]] | None:
+        """(repo, revision, rest) of '<ns>/<name>/<verb>/<revision>/<rest...>', or None after a 404 reply."""
+        repo, revision = "/".join(parts[:2]), unquote(parts[3]) if len(parts) > 3 else "main"
+        if repo not in self.hub.repos:
+            self._error("RepoNotFound")
+            return None
+        if revision not in ("main", self.hub.heads[repo]):
+            self._error("RevisionNotFound")
+            return None
+        return repo, revision, parts[4:]
+
+    def do_HEAD(self) -> None:
+        self.do_GET()
+
+    def do_GET(self) -> None:
+        path = urlparse(self.path).path
+        self.hub.requests.append((self.command, path))
+        parts = path.strip("/").split("/")
+        if parts[:2] == ["api", "models"] and len(parts) >= 5 and parts[4] == "revision":
+            found = self._repo(parts[2:4] + ["revision"] + parts[5:6])  # model info: what snapshot_download lists
+            if found:
+                repo = found[0]
+                self._json({"id": repo, "sha": self.hub.heads[repo], "private": False,
+                            "siblings": [{"rfilename": f} for f in sorted(self.hub.repos[repo])]})
+        elif len(parts) >= 5 and parts[2] == "resolve":
+            found = self._repo(parts)
+            if found:
+                repo, _, rest = found
+                content = self.hub.repos[repo].get("/".join(rest))
+                if content is None:
+                    self._error("EntryNotFound")
+                    return
+                self._send(200, content, {"X-Repo-Commit": self.hub.heads[repo],
+                                          "ETag": f'"{hashlib.sha256(content).hexdigest()}"',
+                                          "Content-Type": "application/octet-stream"})
+        else:
+            self._error("EntryNotFound")
+
+    def do_POST(self) -> None:
+        path = urlparse(self.path).path
+        self.hub.requests.append(("POST", path))
+        body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        parts = path.strip("/").split("/")
+        if path == "/api/repos/create":
+            spec = json.loads(body)
+            repo = f"{spec['organization']}/{spec['name']}"
+            if repo not in self.hub.repos:
+                self.hub.commit(repo, {".gitattributes": b"*.onnx filter=lfs diff=lfs merge=lfs -text\n"})
+            self._json({"url": f"{self.hub.url}/{repo}"})
+        elif path == "/api/validate-yaml":
+            self._json({"errors": [], "warnings": []})
+        elif parts[:2] == ["api", "models"] and len(parts) >= 6 and parts[4] == "preupload":
+            files = json.loads(body)["files"]  # everything as a regular (inline) file: no LFS server needed
+            self._json({"files": [{"path": f["path"], "uploadMode": "regular", "shouldIgnore": False} for f in files]})
+        elif parts[:2] == ["api", "models"] and len(parts) >= 6 and parts[4] == "commit":
+            found = self._repo(parts[2:4] + ["commit"] + parts[5:6])
+            if found:
+                lines = [json.loads(line) for line in body.splitlines() if line.strip()]
+                files = {v["path"]: base64.b64decode(v["content"]) for v in
+                         (line["value"] for line in lines if line["key"] == "file")}
+                sha = self.hub.commit(found[0], files)
+                self._json({"commitUrl": f"{self.hub.url}/{found[0]}/commit/{sha}", "commitOid": sha,
+                            "pullRequestUrl": None})
+        else:
+            self._error("EntryNotFound")
+
+
+@pytest.fixture()
+def stand_in() -> Iterator[StandInHub]:
+    server = StandInHub()
+    thread = threading.Thread(target=server.server.serve_forever, daemon=True)
+    thread.start()
+    yield server
+    server.server.shutdown()
+    server.server.server_close()
+
+
+def _cli(args: list[str], endpoint: str, cache: Path, offline: bool = False) -> subprocess.CompletedProcess:
+    """`qa-engine ARGS` in a fresh process: huggingface_hub reads HF_ENDPOINT and HF_HUB_OFFLINE at import."""
+    env = {**os.environ, "HF_ENDPOINT": endpoint, "HF_HUB_CACHE": str(cache), "HF_HUB_OFFLINE": "1" if offline else "0",
+           "TRANSFORMERS_OFFLINE": "0", "HF_TOKEN": "hf_stand_in", "HF_HUB_DISABLE_XET": "1",
+           "HF_HUB_DISABLE_TELEMETRY": "1", "NO_PROXY": "127.0.0.1", "no_proxy": "127.0.0.1"}
+    return subprocess.run([sys.executable, "-m", "qa_engine.cli", *args], env=env, capture_output=True, text=True,
+                          timeout=300)
+
+
+def _lay_out_cache(cache: Path, repo: str, files: dict[str, Path], commit: str = "a" * 40) -> Path:
+    """The hub cache layout of huggingface_hub: blobs named by hash, snapshots/<commit>/ of symlinks, refs/main."""
+    root = cache / f"models--{repo.replace('/', '--')}"
+    for name, source in files.items():
+        blob = root / "blobs" / hashlib.sha256(source.read_bytes()).hexdigest()
+        blob.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(source, blob)
+        link = root / "snapshots" / commit / name
+        link.parent.mkdir(parents=True, exist_ok=True)
+        link.symlink_to(os.path.relpath(blob, link.parent))
+    (root / "refs").mkdir(exist_ok=True)
+    (root / "refs" / "main").write_text(commit)
+    return root
+
+
+@pytest.fixture()
+def cached_int8(tiny_artifact: Path, tmp_path: Path) -> Path:
+    """A hub cache holding the tiny artifact's manifest, tokenizer and int8 file only (what a CPU load downloads)."""
+    cache = tmp_path / "hub-cache"
+    names = [MANIFEST_NAME, "tokenizer.json", "model.int8.onnx"]
+    _lay_out_cache(cache, REPO, {n: tiny_artifact / n for n in names})
+    return cache
+
+
+@pytest.mark.parametrize("value, expected", [
+    ("org/name", True), ("name", True), ("klue/roberta-base", True), ("org/v1.0_final", True),
+    ("/abs/path", False), ("./rel", False), ("a/b/c", False), ("org/na--me", False), ("a..b", False),
+    ("org/name.", False), ("", False),
+])
+def test_repo_id_spelling(value: str, expected: bool) -> None:
+    assert hub.is_repo_id(value) is expected
+
+
+def test_local_files_only_loads_from_a_hub_cache_layout(tiny_artifact: Path, cached_int8: Path) -> None:
+    engine = QAEngine.from_pretrained(REPO, provider="cpu", cache_dir=cached_int8, local_files_only=True)
+    local = QAEngine.from_pretrained(tiny_artifact, provider="cpu")
+    assert engine.settings.precision == "int8"
+    assert engine.answer(QUESTION, CONTEXT) == local.answer(QUESTION, CONTEXT)
+    with pytest.raises(FileNotFoundError, match=r"model\.fp32\.onnx is not in the Hugging Face cache.*offline"):
+        QAEngine.from_pretrained(REPO, provider="cpu", precision="fp32", cache_dir=cached_int8, local_files_only=True)
+    with pytest.raises(FileNotFoundError, match="qa-org/other: no such artifact folder.*not in the Hugging Face cache"):
+        QAEngine.from_pretrained("qa-org/other", cache_dir=cached_int8, local_files_only=True)
+
+
+def test_a_local_folder_wins_over_a_repo_id(tiny_artifact: Path, cached_int8: Path, tmp_path: Path,
+                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    local = tmp_path / "work" / REPO
+    shutil.copytree(tiny_artifact, local)
+    manifest = Manifest.read(local)
+    manifest.max_answer_length = 7
+    manifest.write(local)
+    monkeypatch.chdir(tmp_path / "work")
+    engine = QAEngine.from_pretrained(REPO, provider="cpu", cache_dir=cached_int8, local_files_only=True)
+    assert engine.settings.decode.max_answer_length == 7
+
+
+def test_a_corrupt_cached_model_fails_its_checksum(cached_int8: Path) -> None:
+    blob = next(cached_int8.rglob("snapshots/*/model.int8.onnx")).resolve()
+    blob.write_bytes(blob.read_bytes()[:-10] + b"0123456789")
+    with pytest.raises(ValueError, match="checksum does not match the manifest"):
+        QAEngine.from_pretrained(REPO, provider="cpu", cache_dir=cached_int8, local_files_only=True)
+
+
+def test_without_huggingface_hub_the_error_says_what_to_install(tiny_artifact: Path,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "huggingface_hub", None)  # import fails as if not installed
+    with pytest.raises(FileNotFoundError, match=r"pip install 'qa-engine\[hub\]'"):
+        QAEngine.from_pretrained(REPO)
+    with pytest.raises(ImportError, match=r"pip install 'qa-engine\[hub\]'"):
+        hub.push_artifact(tiny_artifact, REPO)
+    assert QAEngine.from_pretrained(tiny_artifact, provider="cpu").settings.precision == "int8"  # folders still load
+
+
+def test_push_then_load_by_repo_id_downloads_only_the_chosen_variant(
+    tiny_artifact: Path, tiny_checkpoint: Path, stand_in: StandInHub, tmp_path: Path
+) -> None:
+    artifact = tmp_path / "artifact"
+    shutil.copytree(tiny_artifact, artifact)
+    argv = ["export", "--model", str(tiny_checkpoint), "--output", str(artifact)]
+    model_card.record_provenance(artifact, argv, tiny_checkpoint)
+    pushed = _cli(["push", str(artifact), REPO], stand_in.url, tmp_path / "unused-cache")
+    assert pushed.returncode == 0, pushed.stderr
+    files = stand_in.repos[REPO]
+    assert {p: files[p] for p in files if p not in ("README.md", ".gitattributes")} == {
+        p.name: p.read_bytes() for p in artifact.iterdir()}
+    card = files["README.md"].decode()
+    assert "library_name: qa-engine" in card and f'QAEngine.from_pretrained("{REPO}")' in card
+    assert f"qa-engine export --model {tiny_checkpoint}" in card
+    trained = json.loads((tiny_checkpoint / "train_config.json").read_text(encoding="utf-8"))
+    assert "base model: bert (trained from scratch" in card and f"training data: {trained['dataset']}" in card
+    for precision, variant in Manifest.read(artifact).variants.items():
+        row = next(line for line in card.splitlines() if line.startswith(f"| {precision} |"))
+        assert f"exact match {variant.validation['exact_match']:.4g}" in row
+
+    cache = tmp_path / "cache"
+    answered = _cli(["answer", "--model", REPO, "--question", QUESTION, "--context", CONTEXT], stand_in.url, cache)
+    assert answered.returncode == 0, answered.stderr
+    chosen = "model.fp16.onnx" if hub.cuda_runs() else "model.int8.onnx"  # provider auto: what this machine runs
+    assert sorted(stand_in.downloads(REPO)) == sorted([MANIFEST_NAME, "tokenizer.json", chosen])
+    snapshot = cache / f"models--{REPO.replace('/', '--')}" / "snapshots" / stand_in.heads[REPO]
+    assert sorted(p.name for p in snapshot.iterdir()) == sorted([MANIFEST_NAME, "tokenizer.json", chosen])
+    local = QAEngine.from_pretrained(tiny_artifact, precision=chosen.split(".")[1])
+    assert json.loads(answered.stdout) == json.loads(json.dumps(local.answer(QUESTION, CONTEXT)))
+
+    stand_in.requests.clear()
+    again = _cli(["answer", "--model", REPO, "--question", QUESTION, "--context", CONTEXT], stand_in.url, cache,
+                 offline=True)
+    assert again.returncode == 0, again.stderr
+    assert again.stdout == answered.stdout and stand_in.requests == []  # HF_HUB_OFFLINE: the cache, no request
+
+
+def test_offline_with_an_empty_cache_and_a_missing_repo_are_clear_errors(stand_in: StandInHub, tmp_path: Path) -> None:
+    offline = _cli(["answer", "--model", REPO, "--question", QUESTION, "--context", CONTEXT], stand_in.url,
+                   tmp_path / "cache", offline=True)
+    assert offline.returncode == 2 and "offline mode is on" in offline.stderr and stand_in.requests == []
+    missing = _cli(["answer", "--model", "qa-org/absent", "--question", QUESTION, "--context", CONTEXT], stand_in.url,
+                   tmp_path / "cache")
+    assert missing.returncode == 2 and "no such repo on the hub" in missing.stderr, missing.stderr
+
+
+def test_push_refuses_a_corrupt_artifact_before_uploading(tiny_artifact: Path, stand_in: StandInHub,
+                                                          tmp_path: Path) -> None:
+    artifact = tmp_path / "artifact"
+    shutil.copytree(tiny_artifact, artifact)
+    (artifact / "model.int8.onnx").write_bytes(b"not a model")
+    pushed = _cli(["push", str(artifact), REPO], stand_in.url, tmp_path / "cache")
+    assert pushed.returncode == 2 and "checksum does not match" in pushed.stderr
+    assert stand_in.requests == []
