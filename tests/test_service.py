@@ -2,13 +2,14 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Iterator
+from typing import IO, Iterator
 
 import pytest
 
@@ -27,6 +28,17 @@ CONTEXTS = [
 QUESTIONS = ["누가 훈민정음을 창제하였나?", "거북선을 이끈 사람은?", "대한민국의 수도는?", "집현전을 설치한 임금은?"]
 
 
+MAX_BODY, MAX_CONTEXT = 20_000, 2_000
+
+
+def _uvicorn(port: int, env: dict[str, str], log: IO[str]) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-m", "uvicorn", "app:app", "--app-dir", str(APP_DIR), "--host", "127.0.0.1",
+         "--port", str(port), "--log-level", "warning"],
+        env=env, stdout=log, stderr=subprocess.STDOUT,
+    )
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -39,12 +51,9 @@ def service(tiny_artifact: Path, tmp_path_factory: pytest.TempPathFactory) -> It
     port = _free_port()
     log = (tmp_path_factory.mktemp("service") / "uvicorn.log").open("w+")
     env = {**os.environ, "QA_ENGINE_MODEL": str(tiny_artifact), "QA_ENGINE_PROVIDER": "cpu",
-           "QA_ENGINE_PRECISION": "fp32", "QA_ENGINE_WORKERS": "2", "QA_ENGINE_INTRA_OP_THREADS": "1"}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "uvicorn", "app:app", "--app-dir", str(APP_DIR), "--host", "127.0.0.1",
-         "--port", str(port), "--log-level", "warning"],
-        env=env, stdout=log, stderr=subprocess.STDOUT,
-    )
+           "QA_ENGINE_PRECISION": "fp32", "QA_ENGINE_WORKERS": "2", "QA_ENGINE_INTRA_OP_THREADS": "1",
+           "QA_ENGINE_MAX_BODY_BYTES": str(MAX_BODY), "QA_ENGINE_MAX_CONTEXT_CHARS": str(MAX_CONTEXT)}
+    proc = _uvicorn(port, env, log)
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 60
@@ -102,3 +111,34 @@ def test_bad_input_is_refused(service: str, body: dict, status: int) -> None:
     assert response.status_code == status, response.text
     if status == 400:
         assert response.json()["detail"]
+
+
+def test_the_longest_context_allowed_is_answered_and_one_more_character_is_413(service: str) -> None:
+    context = ("가" * MAX_CONTEXT)[: MAX_CONTEXT - len(CONTEXTS[0])] + CONTEXTS[0]
+    assert httpx.post(f"{service}/answer", json={"question": QUESTIONS[0], "context": context},
+                      timeout=60).status_code == 200
+    response = httpx.post(f"{service}/answer", json={"question": QUESTIONS[0], "context": "가" + context}, timeout=60)
+    assert response.status_code == 413
+    assert response.json()["detail"] == (f"context has {MAX_CONTEXT + 1} characters; this service accepts at most "
+                                         f"{MAX_CONTEXT} (QA_ENGINE_MAX_CONTEXT_CHARS)")
+
+
+@pytest.mark.parametrize("chunked", [False, True])
+def test_a_body_over_the_limit_is_413_whether_declared_or_chunked(service: str, chunked: bool) -> None:
+    body = json.dumps({"question": QUESTIONS[0], "context": "x" * MAX_BODY}).encode()
+    content = iter([body[i:i + 4096] for i in range(0, len(body), 4096)]) if chunked else body
+    response = httpx.post(f"{service}/answer", content=content, headers={"Content-Type": "application/json"},
+                          timeout=60)
+    assert response.status_code == 413
+    assert "larger than 20000 bytes" in response.json()["detail"] and "QA_ENGINE_MAX_BODY_BYTES" in response.json()[
+        "detail"]
+    assert httpx.get(f"{service}/health", timeout=10).status_code == 200  # the service is still up
+
+
+def test_a_bad_limit_setting_stops_the_service_with_its_name(tiny_artifact: Path, tmp_path: Path) -> None:
+    env = {**os.environ, "QA_ENGINE_MODEL": str(tiny_artifact), "QA_ENGINE_MAX_CONTEXT_CHARS": "lots"}
+    with (tmp_path / "uvicorn.log").open("w+") as log:
+        proc = _uvicorn(_free_port(), env, log)
+        assert proc.wait(60) != 0
+        log.seek(0)
+        assert "QA_ENGINE_MAX_CONTEXT_CHARS must be a positive integer, got 'lots'" in log.read()
