@@ -12,7 +12,7 @@ import sys
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 from urllib.parse import unquote, urlparse
 
 import pytest
@@ -27,13 +27,15 @@ REPO = "qa-org/tiny-ko"
 
 
 class StandInHub:
-    """An in-memory hub: model repos as {path: bytes} at a head commit, served with the routes, status codes and
+    """An in-memory hub: model repos as {path: bytes} per commit, served with the routes, status codes and
     headers huggingface_hub's downloads (file_download.py) and commits (hf_api.create_commit) rely on."""
 
     def __init__(self) -> None:
-        self.repos: dict[str, dict[str, bytes]] = {}
+        self.repos: dict[str, dict[str, bytes]] = {}  # the files at the head commit
         self.heads: dict[str, str] = {}
+        self.commits: dict[str, dict[str, dict[str, bytes]]] = {}  # repo -> commit -> files
         self.requests: list[tuple[str, str]] = []  # (method, path) of every request
+        self.after_get: Callable[[str], None] | None = None  # called with each path whose content was sent
         handler = type("Handler", (_Handler,), {"hub": self})
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
@@ -45,9 +47,10 @@ class StandInHub:
                 if method == "GET" and path.startswith(prefix)]
 
     def commit(self, repo: str, files: dict[str, bytes]) -> str:
-        self.repos.setdefault(repo, {}).update(files)
+        self.repos[repo] = {**self.repos.get(repo, {}), **files}
         state = json.dumps({p: hashlib.sha256(c).hexdigest() for p, c in sorted(self.repos[repo].items())})
         self.heads[repo] = hashlib.sha1(state.encode()).hexdigest()
+        self.commits.setdefault(repo, {})[self.heads[repo]] = self.repos[repo]
         return self.heads[repo]
 
 
@@ -78,10 +81,10 @@ class _Handler(BaseHTTPRequestHandler):
         if repo not in self.hub.repos:
             self._error("RepoNotFound")
             return None
-        if revision not in ("main", self.hub.heads[repo]):
+        if revision != "main" and revision not in self.hub.commits[repo]:
             self._error("RevisionNotFound")
             return None
-        return repo, revision, parts[4:]
+        return repo, self.hub.heads[repo] if revision == "main" else revision, parts[4:]
 
     def do_HEAD(self) -> None:
         self.do_GET()
@@ -93,20 +96,21 @@ class _Handler(BaseHTTPRequestHandler):
         if parts[:2] == ["api", "models"] and len(parts) >= 5 and parts[4] == "revision":
             found = self._repo(parts[2:4] + ["revision"] + parts[5:6])  # model info: what snapshot_download lists
             if found:
-                repo = found[0]
-                self._json({"id": repo, "sha": self.hub.heads[repo], "private": False,
-                            "siblings": [{"rfilename": f} for f in sorted(self.hub.repos[repo])]})
+                repo, sha, _ = found
+                self._json({"id": repo, "sha": sha, "private": False,
+                            "siblings": [{"rfilename": f} for f in sorted(self.hub.commits[repo][sha])]})
         elif len(parts) >= 5 and parts[2] == "resolve":
             found = self._repo(parts)
             if found:
-                repo, _, rest = found
-                content = self.hub.repos[repo].get("/".join(rest))
+                repo, sha, rest = found
+                content = self.hub.commits[repo][sha].get("/".join(rest))
                 if content is None:
                     self._error("EntryNotFound")
                     return
-                self._send(200, content, {"X-Repo-Commit": self.hub.heads[repo],
-                                          "ETag": f'"{hashlib.sha256(content).hexdigest()}"',
+                self._send(200, content, {"X-Repo-Commit": sha, "ETag": f'"{hashlib.sha256(content).hexdigest()}"',
                                           "Content-Type": "application/octet-stream"})
+                if self.command == "GET" and self.hub.after_get is not None:
+                    self.hub.after_get("/".join(rest))
         else:
             self._error("EntryNotFound")
 
@@ -149,13 +153,15 @@ def stand_in() -> Iterator[StandInHub]:
     server.server.server_close()
 
 
-def _cli(args: list[str], endpoint: str, cache: Path, offline: bool = False) -> subprocess.CompletedProcess:
-    """`qa-engine ARGS` in a fresh process: huggingface_hub reads HF_ENDPOINT and HF_HUB_OFFLINE at import."""
+def _cli(args: list[str], endpoint: str, cache: Path, offline: bool = False,
+         prelude: str = "") -> subprocess.CompletedProcess:
+    """`qa-engine ARGS` in a fresh process (after the Python `prelude`): huggingface_hub reads HF_ENDPOINT and
+    HF_HUB_OFFLINE at import."""
     env = {**os.environ, "HF_ENDPOINT": endpoint, "HF_HUB_CACHE": str(cache), "HF_HUB_OFFLINE": "1" if offline else "0",
            "TRANSFORMERS_OFFLINE": "0", "HF_TOKEN": "hf_stand_in", "HF_HUB_DISABLE_XET": "1",
            "HF_HUB_DISABLE_TELEMETRY": "1", "NO_PROXY": "127.0.0.1", "no_proxy": "127.0.0.1"}
-    return subprocess.run([sys.executable, "-m", "qa_engine.cli", *args], env=env, capture_output=True, text=True,
-                          timeout=300)
+    code = f"{prelude}\nimport sys\nfrom qa_engine.cli import main\nsys.exit(main(sys.argv[1:]))"
+    return subprocess.run([sys.executable, "-c", code, *args], env=env, capture_output=True, text=True, timeout=300)
 
 
 def _lay_out_cache(cache: Path, repo: str, files: dict[str, Path], commit: str = "a" * 40) -> Path:
@@ -269,13 +275,70 @@ def test_push_then_load_by_repo_id_downloads_only_the_chosen_variant(
     assert again.stdout == answered.stdout and stand_in.requests == []  # HF_HUB_OFFLINE: the cache, no request
 
 
-def test_offline_with_an_empty_cache_and_a_missing_repo_are_clear_errors(stand_in: StandInHub, tmp_path: Path) -> None:
-    offline = _cli(["answer", "--model", REPO, "--question", QUESTION, "--context", CONTEXT], stand_in.url,
-                   tmp_path / "cache", offline=True)
+def test_offline_missing_repo_revision_and_file_are_clear_errors(tiny_artifact: Path, stand_in: StandInHub,
+                                                                 tmp_path: Path) -> None:
+    ask = ["--question", QUESTION, "--context", CONTEXT]
+    offline = _cli(["answer", "--model", REPO, *ask], stand_in.url, tmp_path / "cache", offline=True)
     assert offline.returncode == 2 and "offline mode is on" in offline.stderr and stand_in.requests == []
-    missing = _cli(["answer", "--model", "qa-org/absent", "--question", QUESTION, "--context", CONTEXT], stand_in.url,
-                   tmp_path / "cache")
+    missing = _cli(["answer", "--model", "qa-org/absent", *ask], stand_in.url, tmp_path / "cache")
     assert missing.returncode == 2 and "no such repo on the hub" in missing.stderr, missing.stderr
+    # a repo whose manifest names a model file it lacks
+    sha = stand_in.commit(REPO, {n: (tiny_artifact / n).read_bytes() for n in (MANIFEST_NAME, "tokenizer.json")})
+    lacking = _cli(["answer", "--model", REPO, "--provider", "cpu", *ask], stand_in.url, tmp_path / "cache")
+    assert lacking.returncode == 2, lacking.stderr
+    assert "model.int8.onnx, named by its manifest, is missing from the repo" in lacking.stderr
+    unknown = _cli(["answer", "--model", REPO, "--revision", "v9", *ask], stand_in.url, tmp_path / "cache")
+    assert unknown.returncode == 2 and "no revision 'v9'" in unknown.stderr, unknown.stderr
+    stand_in.commit(REPO, {"model.int8.onnx": (tiny_artifact / "model.int8.onnx").read_bytes()})
+    pinned = _cli(["answer", "--model", REPO, "--revision", sha, "--provider", "cpu", *ask], stand_in.url,
+                  tmp_path / "cache")
+    assert pinned.returncode == 2 and "is missing from the repo" in pinned.stderr  # the old commit still lacks it
+    latest = _cli(["answer", "--model", REPO, "--provider", "cpu", *ask], stand_in.url, tmp_path / "cache")
+    assert latest.returncode == 0, latest.stderr
+
+
+def test_files_come_from_the_manifests_commit_while_the_repo_changes(tiny_artifact: Path, stand_in: StandInHub,
+                                                                     tmp_path: Path) -> None:
+    """A push between the manifest's download and the model's must not mix two commits' files."""
+    first = {n: (tiny_artifact / n).read_bytes() for n in (MANIFEST_NAME, "tokenizer.json", "model.int8.onnx")}
+    stand_in.commit(REPO, first)
+    retrained = {"model.int8.onnx": first["model.int8.onnx"] + b"\0", MANIFEST_NAME: first[MANIFEST_NAME] + b"\n"}
+
+    def push_once(path: str) -> None:
+        if path == MANIFEST_NAME and len(stand_in.commits[REPO]) == 1:
+            stand_in.commit(REPO, retrained)
+
+    stand_in.after_get = push_once
+    answered = _cli(["answer", "--model", REPO, "--provider", "cpu", "--question", QUESTION, "--context", CONTEXT],
+                    stand_in.url, tmp_path / "cache")
+    assert len(stand_in.commits[REPO]) == 2  # the repo did change mid-load
+    assert answered.returncode == 0, answered.stderr  # and the checksum still matched: one commit's files
+
+
+def test_export_push_to_hub_records_the_command_and_uploads_with_the_card(
+    tiny_artifact: Path, tiny_checkpoint: Path, stand_in: StandInHub, tmp_path: Path
+) -> None:
+    """The export CLI's hub steps; the export itself (tested in test_export.py, minutes) is the cached artifact."""
+    out = tmp_path / "exported"
+    prelude = ("import shutil, export.pipeline as pipeline\n"
+               f"pipeline.export_artifact = lambda model, output, **kw: shutil.copytree({str(tiny_artifact)!r}, output)")
+    argv = ["export", "--model", str(tiny_checkpoint), "--output", str(out), "--precision", "int8",
+            "--push-to-hub", REPO, "--private"]
+    exported = _cli(argv, stand_in.url, tmp_path / "cache", prelude=prelude)
+    assert exported.returncode == 0, exported.stderr
+    command = "qa-engine " + " ".join(argv)
+    assert json.loads((out / model_card.PROVENANCE_NAME).read_text(encoding="utf-8"))["command"] == command
+    assert ("POST", "/api/repos/create") in stand_in.requests
+    assert stand_in.repos[REPO][model_card.PROVENANCE_NAME] == (out / model_card.PROVENANCE_NAME).read_bytes()
+    assert f"```bash\n{command}\n```" in stand_in.repos[REPO]["README.md"].decode()
+
+
+def test_export_refuses_a_bad_repo_id_before_exporting(tiny_checkpoint: Path, tmp_path: Path) -> None:
+    from qa_engine.cli import main
+
+    out = tmp_path / "exported"
+    assert main(["export", "--model", str(tiny_checkpoint), "--output", str(out), "--push-to-hub", "no good"]) == 2
+    assert not out.exists()
 
 
 def test_push_refuses_a_corrupt_artifact_before_uploading(tiny_artifact: Path, stand_in: StandInHub,
