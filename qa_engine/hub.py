@@ -32,6 +32,7 @@ def is_repo_id(value: str | Path) -> bool:
 
 
 def import_hub(what: str) -> ModuleType:
+    """huggingface_hub, or an ImportError saying that `what` needs the `hub` extra."""
     try:
         import huggingface_hub
     except ImportError as e:
@@ -60,9 +61,10 @@ def open_artifact(
     local_files_only: bool = False,
     token: str | bool | None = None,
 ) -> Artifact:
-    """A local artifact folder, or else a hub repo whose manifest is fetched now and whose other files on demand."""
+    """A local artifact folder (always, for a Path), or else a hub repo whose manifest is fetched now and whose
+    other files on demand."""
     path = Path(path_or_repo_id)
-    if path.is_dir() or not is_repo_id(path_or_repo_id):
+    if isinstance(path_or_repo_id, Path) or path.is_dir() or not is_repo_id(path_or_repo_id):
         return Artifact(Manifest.read(path), path, lambda name: path / name)
     repo_id = str(path_or_repo_id)
     try:
@@ -74,6 +76,8 @@ def open_artifact(
     commit = folder.name
 
     def fetch(name: str) -> Path:
+        if Path(name).is_absolute() or ".." in Path(name).parts:
+            raise ValueError(f"{repo_id}: its manifest names {name!r}, a file outside the repo")
         return _download(hf, repo_id, name, commit, cache_dir, local_files_only, token)
 
     return Artifact(Manifest.read(folder), folder, fetch, repo_id)
