@@ -220,6 +220,23 @@ def test_a_local_folder_wins_over_a_repo_id(tiny_artifact: Path, cached_int8: Pa
     assert engine.settings.decode.max_answer_length == 7
 
 
+def test_a_path_object_is_never_taken_for_a_repo_id(cached_int8: Path) -> None:
+    with pytest.raises(FileNotFoundError, match="artifact folder not found"):
+        QAEngine.from_pretrained(Path(REPO), cache_dir=cached_int8, local_files_only=True)
+
+
+def test_a_hub_manifest_naming_a_file_outside_the_repo_is_refused(tiny_artifact: Path, tmp_path: Path) -> None:
+    bad = tmp_path / "bad"
+    shutil.copytree(tiny_artifact, bad)
+    manifest = Manifest.read(bad)
+    manifest.tokenizer_file = "../../../tokenizer.json"
+    manifest.write(bad)
+    cache = tmp_path / "cache"
+    _lay_out_cache(cache, REPO, {MANIFEST_NAME: bad / MANIFEST_NAME})
+    with pytest.raises(ValueError, match="a file outside the repo"):
+        QAEngine.from_pretrained(REPO, cache_dir=cache, local_files_only=True)
+
+
 def test_a_corrupt_cached_model_fails_its_checksum(cached_int8: Path) -> None:
     blob = next(cached_int8.rglob("snapshots/*/model.int8.onnx")).resolve()
     blob.write_bytes(blob.read_bytes()[:-10] + b"0123456789")
