@@ -198,7 +198,8 @@ class QAEngine:
             questions, contexts = _unpack(block, done)
             try:
                 results = self.answer_batch(
-                    questions, contexts, batch_size, top_k, max_answer_length, handle_impossible_answer, profile
+                    questions, contexts, batch_size=batch_size, top_k=top_k, max_answer_length=max_answer_length,
+                    handle_impossible_answer=handle_impossible_answer, profile=profile,
                 )
             except ValueError as e:
                 raise ValueError(f"in pairs {done}-{done + len(block) - 1}: {e}") from e
