@@ -11,6 +11,8 @@ from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from .types import AnswerResult
+
 if TYPE_CHECKING:
     from .engine import QAEngine
 
@@ -29,7 +31,7 @@ class BatcherClosedError(RuntimeError):
 class _Request:
     question: str
     context: str
-    future: Future = field(default_factory=Future)
+    future: Future[AnswerResult] = field(default_factory=Future)
     enqueued: float = field(default_factory=time.monotonic)
 
 
@@ -86,7 +88,7 @@ class MicroBatcher:
         for t in self._workers:
             t.start()
 
-    def submit(self, question: str, context: str) -> Future:
+    def submit(self, question: str, context: str) -> Future[AnswerResult]:
         """Queue one question; the returned future resolves to the engine's answer dict (or its error)."""
         _check(question, context)
         request = _Request(question, context)
@@ -99,7 +101,7 @@ class MicroBatcher:
             self._cond.notify()
         return request.future
 
-    def answer(self, question: str, context: str, timeout: float | None = None) -> dict | list[dict]:
+    def answer(self, question: str, context: str, timeout: float | None = None) -> AnswerResult:
         """Answer one question, blocking until its batch has run; on timeout the request is withdrawn if not started."""
         future = self.submit(question, context)
         try:
@@ -108,7 +110,7 @@ class MicroBatcher:
             future.cancel()
             raise
 
-    async def answer_async(self, question: str, context: str) -> dict | list[dict]:
+    async def answer_async(self, question: str, context: str) -> AnswerResult:
         """Answer one question without blocking the event loop."""
         return await asyncio.wrap_future(self.submit(question, context))
 
