@@ -197,6 +197,11 @@ def test_repo_id_spelling(value: str, expected: bool) -> None:
     assert hub.is_repo_id(value) is expected
 
 
+def test_importing_qa_engine_does_not_import_huggingface_hub() -> None:
+    code = "import sys, qa_engine; print('huggingface_hub' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout == "False\n"
+
+
 def test_local_files_only_loads_from_a_hub_cache_layout(tiny_artifact: Path, cached_int8: Path) -> None:
     engine = QAEngine.from_pretrained(REPO, provider="cpu", cache_dir=cached_int8, local_files_only=True)
     local = QAEngine.from_pretrained(tiny_artifact, provider="cpu")
