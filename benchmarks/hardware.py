@@ -1,9 +1,12 @@
-"""The machine's matrix-product limits, measured in the same run as the systems: fp32, bf16 and int8 GEMM peaks."""
+"""The machine's matrix-product limits, measured in the same run as the systems: fp32, bf16 and int8 GEMM peaks
+on CPU; fp16, fp32 and TF32 matrix products on a CUDA GPU."""
 from __future__ import annotations
 
 import logging
 import os
 import platform
+import shutil
+import subprocess
 import time
 from pathlib import Path
 from typing import Callable
@@ -114,3 +117,104 @@ def gemm_peaks(n: int = 4096, repeats: int = 3) -> dict[str, float]:
     peaks["int8"] = peaks["int8_ort"]
     log.info("GEMM peaks (n=%d): %s", n, ", ".join(f"{k} {v / 1e12:.3f} T" for k, v in peaks.items()))
     return peaks
+
+
+def cuda_problems() -> list[str]:
+    """Why `qa-engine bench --device cuda` cannot run here (empty when it can): PyTorch must see a CUDA GPU
+    (the HF pipeline systems, the matrix peaks) and onnxruntime must create a CUDA session (Optimum, qa-engine)."""
+    from qa_engine.doctor import diagnose
+    from qa_engine.runtime import CUDA
+
+    problems = []
+    try:
+        import torch
+    except ImportError as e:
+        problems.append(f"PyTorch is not installed ({e})")
+    else:
+        if not torch.cuda.is_available():
+            problems.append(f"PyTorch {torch.__version__} sees no CUDA GPU (torch.cuda.is_available() is False; "
+                            f"built for CUDA {torch.version.cuda or 'none: a CPU-only build'})")
+    for check in diagnose():
+        if check.provider == CUDA and not check.works:
+            problems.append(f"onnxruntime cannot create a CUDA session ({check.error})"
+                            + (f"; fix: {check.fix}" if check.fix else ""))
+    return problems
+
+
+def gpu_info() -> dict:
+    """The GPU the CUDA systems run on (device 0): name, memory, compute capability, CUDA and driver versions."""
+    import torch
+
+    props = torch.cuda.get_device_properties(0)
+    return {
+        "name": props.name,
+        "memory_gib": props.total_memory / 2**30,
+        "compute_capability": f"{props.major}.{props.minor}",
+        "multiprocessors": props.multi_processor_count,
+        "cuda": torch.version.cuda,
+        "driver": _nvidia_smi(["--query-gpu=driver_version", "--format=csv,noheader"], "").split("\n")[0].strip(),
+    }
+
+
+def cuda_matmul_peak(dtype: str, n: int = 8192, repeats: int = 5, inner: int = 10, tf32: bool = False) -> float:
+    """FLOP/s of an n x n x n torch matmul on the GPU in `dtype`, `inner` products per timed call, synchronized;
+    fp32 with or without TF32 tensor-core math as asked (PyTorch's default for matmul is without)."""
+    import torch
+
+    g = torch.Generator(device="cuda").manual_seed(0)
+    a = torch.randn(n, n, generator=g, device="cuda").to(getattr(torch, dtype))
+    b = torch.randn(n, n, generator=g, device="cuda").to(getattr(torch, dtype))
+    c = torch.empty_like(a)
+    saved = torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = tf32
+
+    def products() -> None:
+        for _ in range(inner):
+            torch.mm(a, b, out=c)
+        torch.cuda.synchronize()
+
+    try:
+        with torch.inference_mode():
+            return 2 * n**3 * inner / best_seconds(products, repeats)
+    finally:
+        torch.backends.cuda.matmul.allow_tf32 = saved
+        del a, b, c
+        torch.cuda.empty_cache()
+
+
+def cuda_peaks(n: int = 8192, repeats: int = 5) -> dict[str, float]:
+    """Peak FLOP/s on the GPU per precision: fp16 (qa-engine's fast path), fp32 without TF32 (PyTorch's and
+    qa-engine's fp32) and fp32 with TF32 (what onnxruntime's CUDA provider does by default)."""
+    peaks = {
+        "fp16": cuda_matmul_peak("float16", n, repeats),
+        "fp32": cuda_matmul_peak("float32", n, repeats, inner=2),
+        "tf32": cuda_matmul_peak("float32", n, repeats, inner=4, tf32=True),
+    }
+    log.info("CUDA matmul peaks (n=%d): %s", n, ", ".join(f"{k} {v / 1e12:.1f} T" for k, v in peaks.items()))
+    return peaks
+
+
+def _nvidia_smi(args: list[str], default: str) -> str:
+    if shutil.which("nvidia-smi") is None:
+        return default
+    try:
+        return subprocess.run(["nvidia-smi", *args], capture_output=True, text=True, timeout=20, check=True).stdout
+    except (OSError, subprocess.SubprocessError):
+        return default
+
+
+def parse_process_memory(csv: str, pid: int) -> float | None:
+    """MiB of GPU memory that process `pid` holds, from `nvidia-smi --query-compute-apps=pid,used_memory
+    --format=csv,noheader,nounits` output; None when it is not listed."""
+    total = None
+    for line in csv.splitlines():
+        fields = [f.strip() for f in line.split(",")]
+        if len(fields) == 2 and fields[0] == str(pid) and fields[1].replace(".", "", 1).isdigit():
+            total = (total or 0.0) + float(fields[1])
+    return total
+
+
+def gpu_memory_mb(pid: int) -> float | None:
+    """GPU memory (MiB) the process holds now, as nvidia-smi reports it; None without nvidia-smi."""
+    return parse_process_memory(
+        _nvidia_smi(["--query-compute-apps=pid,used_memory", "--format=csv,noheader,nounits"], ""), pid)

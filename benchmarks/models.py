@@ -28,11 +28,16 @@ OPTIMUM_FP32 = "model.onnx"
 OPTIMUM_INT8 = "model_quantized.onnx"
 EXPORT_VALIDATION_QUESTIONS = 32
 INFO = "bench_model.json"
+# per device: the artifact's precisions, its folder, and the record of a prepared model (CPU names as before)
+ARTIFACT_PRECISIONS = {"cpu": ("fp32", "int8"), "cuda": ("fp32", "fp16")}
+ARTIFACT_DIRS = {"cpu": "artifact", "cuda": "artifact-cuda"}
+INFO_FILES = {"cpu": INFO, "cuda": "bench_model-cuda.json"}
 
 
 @dataclass(frozen=True)
 class PreparedModel:
-    """A checkpoint with its qa-engine artifact and Optimum exports (fp32 and dynamic int8)."""
+    """A checkpoint with its qa-engine artifact and Optimum exports: for CPU fp32 and int8 each; for CUDA
+    an fp32 + fp16 artifact and Optimum's fp32."""
 
     role: str
     description: str
@@ -107,8 +112,9 @@ def build_speed_checkpoint(out: Path, examples: Sequence[Example], seed: int) ->
     return {"tokens_per_char": ratio, "vocab_size": tok.get_vocab_size()}
 
 
-def export_optimum(checkpoint: Path, out: Path, per_channel: bool) -> None:
-    """Optimum's own path: ORTModelForQuestionAnswering export (fp32) and ORTQuantizer dynamic int8 (avx512_vnni)."""
+def export_optimum(checkpoint: Path, out: Path, per_channel: bool, quantize: bool = True) -> None:
+    """Optimum's own path: ORTModelForQuestionAnswering export (fp32) and, when `quantize`, ORTQuantizer
+    dynamic int8 (avx512_vnni)."""
     from optimum.onnxruntime import ORTModelForQuestionAnswering, ORTQuantizer
     from optimum.onnxruntime.configuration import AutoQuantizationConfig
     from transformers import AutoTokenizer
@@ -118,6 +124,8 @@ def export_optimum(checkpoint: Path, out: Path, per_channel: bool) -> None:
         model.save_pretrained(tmp)
         AutoTokenizer.from_pretrained(checkpoint, local_files_only=True).save_pretrained(tmp)
         del model
+        if not quantize:
+            return
         quantizer = ORTQuantizer.from_pretrained(tmp, file_name=OPTIMUM_FP32)
         config = AutoQuantizationConfig.avx512_vnni(is_static=False, per_channel=per_channel)
         quantizer.quantize(quantization_config=config, save_dir=tmp)
@@ -126,40 +134,46 @@ def export_optimum(checkpoint: Path, out: Path, per_channel: bool) -> None:
 
 
 def _prepare(role: str, description: str, folder: Path, checkpoint: Path, random_weights: bool,
-             per_channel: bool, extra: dict) -> PreparedModel:
-    """Export the artifact and Optimum variants of `checkpoint` into `folder` (skipped when cached)."""
+             per_channel: bool, extra: dict, device: str = "cpu") -> PreparedModel:
+    """Export the artifact and Optimum variants `device` needs of `checkpoint` into `folder` (skipped when cached)."""
     from transformers import AutoConfig
 
     from export.pipeline import export_artifact
 
-    artifact, optimum = folder / "artifact", folder / "optimum"
+    artifact, optimum = folder / ARTIFACT_DIRS[device], folder / "optimum"
+    precisions = ARTIFACT_PRECISIONS[device]
     if not (artifact / "qa_engine.json").is_file():
-        log.info("%s model: exporting the qa-engine artifact (fp32, int8)", role)
-        export_artifact(checkpoint, artifact, precisions=("fp32", "int8"), force=True,
+        log.info("%s model: exporting the qa-engine artifact (%s)", role, ", ".join(precisions))
+        export_artifact(checkpoint, artifact, precisions=precisions, force=True,
                         max_validation=EXPORT_VALIDATION_QUESTIONS)
-    if not (optimum / OPTIMUM_INT8).is_file():
-        log.info("%s model: exporting with Optimum (fp32, dynamic int8 per_channel=%s)", role, per_channel)
-        export_optimum(checkpoint, optimum, per_channel)
+    quantize = device == "cpu"
+    if not (optimum / (OPTIMUM_INT8 if quantize else OPTIMUM_FP32)).is_file():
+        log.info("%s model: exporting with Optimum (fp32%s)", role,
+                 f", dynamic int8 per_channel={per_channel}" if quantize else "")
+        export_optimum(checkpoint, optimum, per_channel, quantize)
     shape = ModelShape.from_config(AutoConfig.from_pretrained(checkpoint, local_files_only=True))
     model = PreparedModel(role, description, checkpoint, artifact, optimum, shape, random_weights, **extra)
-    (folder / INFO).write_text(json.dumps(model.as_dict(), indent=1), encoding="utf-8")
+    (folder / INFO_FILES[device]).write_text(json.dumps(model.as_dict(), indent=1), encoding="utf-8")
     return model
 
 
-def _cached(folder: Path) -> PreparedModel | None:
-    if not (folder / INFO).is_file():
+def _cached(folder: Path, device: str = "cpu") -> PreparedModel | None:
+    info = folder / INFO_FILES[device]
+    if not info.is_file():
         return None
-    raw = json.loads((folder / INFO).read_text(encoding="utf-8"))
+    raw = json.loads(info.read_text(encoding="utf-8"))
     raw["shape"] = ModelShape(**raw["shape"])
     for key in ("checkpoint", "artifact", "optimum"):
         raw[key] = Path(raw[key])
     return PreparedModel(**raw)
 
 
-def speed_model(workdir: Path, source: str, examples: Sequence[Example], seed: int, per_channel: bool) -> PreparedModel:
-    """The random-weight mBERT-shape model for `source`, cached by data content, seed and quantization choice."""
+def speed_model(workdir: Path, source: str, examples: Sequence[Example], seed: int, per_channel: bool,
+                device: str = "cpu") -> PreparedModel:
+    """The random-weight mBERT-shape model for `source`, cached by data content, seed and quantization choice,
+    with the exports `device` needs."""
     folder = workdir.resolve() / f"speed-{digest(source_digest(source), seed, per_channel, MBERT_SHAPE)}"
-    if (cached := _cached(folder)) is not None:
+    if (cached := _cached(folder, device)) is not None:
         log.info("speed model: cached in %s", folder)
         return cached
     checkpoint = folder / "checkpoint"
@@ -173,23 +187,28 @@ def speed_model(workdir: Path, source: str, examples: Sequence[Example], seed: i
     s = MBERT_SHAPE
     description = (f"distilbert-base-multilingual-cased shape ({s.layers} layers, dim {s.hidden}, vocab {s.vocab}), "
                    f"random weights, WordPiece vocab {info['vocab_size']} trained on the data")
-    return _prepare("speed", description, folder, checkpoint, True, per_channel, info)
+    return _prepare("speed", description, folder, checkpoint, True, per_channel, info, device)
 
 
-def checkpoint_model(workdir: Path, role: str, checkpoint: Path, per_channel: bool) -> PreparedModel:
-    """A trained save_pretrained checkpoint with its exports, cached by path and weight file times."""
+def checkpoint_model(workdir: Path, role: str, checkpoint: Path, per_channel: bool,
+                     device: str = "cpu") -> PreparedModel:
+    """A trained save_pretrained checkpoint with the exports `device` needs, cached by path and weight file times."""
     checkpoint = checkpoint.resolve()
     stamps = sorted((p.name, p.stat().st_mtime_ns) for p in checkpoint.iterdir() if p.is_file())
     folder = workdir.resolve() / f"{role}-{checkpoint.name}-{digest(checkpoint, stamps, per_channel)}"
-    if (cached := _cached(folder)) is not None:
+    if (cached := _cached(folder, device)) is not None:
         log.info("%s model: cached in %s", role, folder)
         return cached
-    return _prepare(role, f"trained checkpoint {checkpoint}", folder, checkpoint, False, per_channel, {})
+    return _prepare(role, f"trained checkpoint {checkpoint}", folder, checkpoint, False, per_channel, {}, device)
+
+
+def tiny_dir(workdir: Path, quick: bool = False) -> Path:
+    """Where tiny_checkpoint trains the tiny model."""
+    return workdir.resolve() / ("tiny-bert-quick" if quick else "tiny-bert")
 
 
 def tiny_checkpoint(workdir: Path, quick: bool = False) -> Path:
     """The tiny offline model (train.tiny), trained once into the work dir; `quick`: its one-minute recipe."""
     from train.tiny import build_tiny_model
 
-    name = "tiny-bert-quick" if quick else "tiny-bert"
-    return Path(build_tiny_model(workdir.resolve() / name, family="bert", quick=quick))
+    return Path(build_tiny_model(tiny_dir(workdir, quick), family="bert", quick=quick))

@@ -11,6 +11,10 @@ from .analysis import STAGES, TARGET_BATCH
 from .systems import SYSTEMS
 
 
+def _cuda(result: dict) -> bool:
+    return result["meta"].get("device", "cpu") == "cuda"
+
+
 def _num(v: float | None, digits: int = 1) -> str:
     if v is None or (isinstance(v, float) and math.isnan(v)):
         return "–"
@@ -26,15 +30,22 @@ def _table(header: list[str], rows: list[list[str]]) -> list[str]:
             *("| " + " | ".join(r) + " |" for r in rows)]
 
 
+def _with_unit(value: float, unit: str, goal: bool = False) -> str:
+    if unit == "share":
+        return _pct(value, 0 if goal else 1)
+    if unit == "q/s":
+        return f"{value:,.0f} q/s"
+    if unit == "ms":
+        return f"{value:,.1f} ms"
+    return f"{value:g}×" if goal else f"{value:.2f}×"
+
+
 def _target_value(t: dict) -> str:
-    if t["value"] is None:
-        return "–"
-    return _pct(t["value"]) if t["unit"] == "share" else f"{t['value']:.2f}×"
+    return "–" if t["value"] is None else _with_unit(t["value"], t["unit"])
 
 
 def _target_goal(t: dict) -> str:
-    goal = _pct(t["target"], 0) if t["unit"] == "share" else f"{t['target']:g}×"
-    return ("≥ " if t["higher_is_better"] else "≤ ") + goal
+    return ("≥ " if t["higher_is_better"] else "≤ ") + _with_unit(t["target"], t["unit"], goal=True)
 
 
 def _verdict(t: dict) -> str:
@@ -64,6 +75,8 @@ def throughput_section(result: dict) -> list[str]:
 
 
 def latency_section(result: dict) -> list[str]:
+    if _cuda(result):
+        return cuda_latency_section(result)
     rows = []
     for s in result["systems"].values():
         lat = s["batches"].get("1", {}).get("latency_ms")
@@ -73,22 +86,49 @@ def latency_section(result: dict) -> list[str]:
     return _table(["system", "questions", "p50 ms", "p95 ms", "p99 ms"], rows) if rows else ["(batch 1 not run)"]
 
 
+def cuda_latency_section(result: dict) -> list[str]:
+    """Batch 1 from a fresh load (first pass) next to the same questions again (second pass)."""
+    rows = []
+    for s in result["systems"].values():
+        b = s["batches"].get("1", {})
+        first, second = b.get("latency_ms"), b.get("second_pass", {}).get("latency_ms")
+        if first:
+            again = [_num(second[k], 2) for k in ("p50", "p95", "p99")] if second else ["–"] * 3
+            rows.append([s["label"], str(b["questions"]), *(_num(first[k], 2) for k in ("p50", "p95", "p99")),
+                         *again])
+    if not rows:
+        return ["(batch 1 not run)"]
+    return _table(["system", "questions", "first pass p50 ms", "p95 ms", "p99 ms", "second pass p50 ms", "p95 ms",
+                   "p99 ms"], rows)
+
+
 def efficiency_section(result: dict) -> list[str]:
     tb = str(result["meta"].get("target_batch", TARGET_BATCH))
     peaks = result["hardware"]["peaks"]
+    cuda = _cuda(result)
     rows = []
     for s in result["systems"].values():
         b = s["batches"].get(tb)
         if not b:
             continue
-        rows.append([s["label"], s["precision"], _num(peaks[s["precision"]] / 1e12, 2),
-                     _num(b["flops_real"] / b["seconds"] / 1e12, 3), _pct(b["peak_share_real"]),
-                     _pct(b["peak_share_padded"]), _pct(b["pad_overhead"], 0)])
-    return _table(["system", "precision", "peak T(FL)OP/s", "achieved T/s (unpadded)", "share of peak (unpadded)",
-                   "share of peak (padded)", "padding overhead"], rows)
+        peak = s.get("peak", s["precision"])
+        row = [s["label"], peak if cuda else s["precision"], _num(peaks[peak] / 1e12, 2 if not cuda else 1),
+               _num(b["flops_real"] / b["seconds"] / 1e12, 3), _pct(b["peak_share_real"]),
+               _pct(b["peak_share_padded"]), _pct(b["pad_overhead"], 0)]
+        if cuda:
+            row.insert(5, _pct(b["flops_real"] / b["seconds"] / peaks["fp16"]))
+        rows.append(row)
+    header = ["system", "precision", "peak T(FL)OP/s", "achieved T/s (unpadded)", "share of peak (unpadded)",
+              "share of peak (padded)", "padding overhead"]
+    if cuda:
+        header[1] = "peak of"
+        header.insert(5, "share of fp16 peak (unpadded)")
+    return _table(header, rows)
 
 
 def stages_section(result: dict) -> list[str]:
+    if _cuda(result):
+        return cuda_stages_section(result)
     tb = str(result["meta"].get("target_batch", TARGET_BATCH))
     rows = []
     for s in result["systems"].values():
@@ -98,19 +138,58 @@ def stages_section(result: dict) -> list[str]:
     return _table(["system", "batch", *STAGES, "other"], rows) if rows else ["(no stage profile)"]
 
 
+def cuda_stages_section(result: dict) -> list[str]:
+    """Every batch size's stage shares of the stages' sum, and that sum against the wall time (over 100%: overlap)."""
+    rows = []
+    for s in result["systems"].values():
+        for bs in sorted(s["batches"], key=int):
+            b = s["batches"][bs]
+            if "stage_share" in b:
+                rows.append([s["label"], bs, *(_pct(b["stage_share"][k]) for k in STAGES),
+                             _pct(b["stage_share"]["tokenize"] + b["stage_share"]["decode"]),
+                             _pct(b.get("stage_seconds_over_wall"), 0)])
+    if not rows:
+        return ["(no stage profile)"]
+    return ["With the overlap pipeline the host stages run while the model runs, so the stage times add up to more "
+            "than the wall time: shares are of the stages' sum, and the last column gives that sum over the "
+            "end-to-end time.", "",
+            *_table(["system", "batch", *STAGES, "tokenize + decode", "stage sum / wall time"], rows)]
+
+
 def accuracy_section(result: dict) -> list[str]:
     rows = []
     speed = result.get("speed_model_agreement", {})
     for name, a in result["accuracy"].items():
         rows.append([SYSTEMS[name].label, _pct(a["agreement_with_hf_fp32"]), _num(a["exact_match"], 2),
                      _num(a["f1"], 2), _pct(speed.get(name))])
-    return _table(["system", "same answer as HF fp32", "EM", "F1", "same answer, speed model (random weights)"], rows)
+    reference = "same answer as HF fp32 (CUDA)" if _cuda(result) else "same answer as HF fp32"
+    return _table(["system", reference, "EM", "F1", "same answer, speed model (random weights)"], rows)
 
 
 def memory_section(result: dict) -> list[str]:
+    if _cuda(result):
+        rows = [[s["label"], _num(s.get("gpu_memory_mb"), 0), _num(s["rss_peak_mb"], 0), _num(s["load_s"], 1),
+                 _num(s.get("load_warmup_s"), 2)] for s in result["systems"].values()]
+        return _table(["system", "GPU memory MB (nvidia-smi, end of job)", "peak RSS MB", "load s",
+                       "of which qa-engine's warm-up s"], rows)
     rows = [[s["label"], _num(s["rss_peak_mb"], 0), _num(s["rss_after_load_mb"], 0), _num(s["load_s"], 1)]
             for s in result["systems"].values()]
     return _table(["system", "peak RSS MB", "RSS after load MB", "load s"], rows)
+
+
+def concurrency_section(result: dict) -> list[str]:
+    """Single-question clients served by per-request calls and by the micro-batcher (benchmarks/bench_concurrency)."""
+    lines = []
+    for name, c in result.get("concurrency", {}).items():
+        rows = [[r["mode"], str(r["clients"]), str(r["questions"]), _num(r["questions_per_s"]), _num(r["p50_ms"], 2),
+                 _num(r["p99_ms"], 2), _num(r["mean_batch"])] for r in c["rows"]]
+        gains = "; ".join(f"{kind}: {v['throughput_x']:.2f}× the per-request throughput, p99 "
+                          f"{v['p99_over_per_request_p99']:.2f}× per-request's"
+                          for kind, v in c["summary"].items())
+        lines += [f"**{SYSTEMS[name].label}**, {c['clients']} closed-loop clients, batcher max_batch_size "
+                  f"{c['max_batch_size']}: {gains}.", "",
+                  *_table(["mode", "clients", "questions", "q/s", "p50 ms", "p99 ms", "mean batch"], rows), ""]
+    return lines or ["(not run)"]
 
 
 def decoder_section(result: dict) -> list[str]:
@@ -155,8 +234,71 @@ def profile_section(result: dict, top: int = 8) -> list[str]:
     return lines or ["(not profiled)"]
 
 
+def render_cuda_markdown(result: dict) -> str:
+    """The whole human report of a `--device cuda` run: the same sections as the CPU one where they apply, the GPU's
+    matrix peaks, batch 1 from a fresh load in two passes, the stage split of overlapping stages, concurrency."""
+    m, hw = result["meta"], result["hardware"]
+    cpu, gpu, peaks = hw["cpu"], hw["gpu"], hw["peaks"]
+    versions = ", ".join(f"{k} {v}" for k, v in m.get("versions", {}).items())
+    tb = m["target_batch"]
+    lines = [
+        f"# qa-engine benchmark: {gpu['name']} (CUDA), {cpu['physical_cores']} host cores",
+        "",
+        f"Run {m['date']}; `{m['command']}`",
+        "",
+        f"- Workload: {m['questions']} questions from `{m['data']}` (seed {m['seed']}); batch 1 on the first "
+        f"{m['latency_questions']}, twice, from a fresh load. {m['windows']} windows, "
+        f"{m['real_tokens_per_window']:.0f} real tokens per window.",
+        f"- Speed model: {result['models']['speed']['description']}; "
+        f"{result['models']['speed'].get('tokens_per_char') or 0:.3f} tokens per context character. "
+        "Throughput does not depend on weight values (dense kernels, same shapes), so random weights time "
+        "exactly what trained weights would.",
+        f"- Accuracy model: {result['models']['accuracy']['description']}"
+        + (f"; answers compared on the first {m['accuracy_questions']} questions." if m.get("accuracy_questions")
+           else "."),
+        f"- GPU: {gpu['name']}, {gpu['memory_gib']:.0f} GiB, compute capability {gpu['compute_capability']}, "
+        f"CUDA {gpu['cuda']}, driver {gpu['driver'] or 'unknown'}. Host: {cpu['model']}, {cpu['physical_cores']} "
+        f"cores, 1-minute load average at start {cpu['load_average_1m']:.2f}.",
+        f"- Matrix peaks measured in this run (torch {hw.get('gemm_size', 8192)}³ matmul on the GPU, synchronized, "
+        f"best of start/end of run): fp16 {peaks['fp16'] / 1e12:.1f} TFLOP/s, fp32 {peaks['fp32'] / 1e12:.1f} "
+        f"TFLOP/s (no TF32), TF32 {peaks['tf32'] / 1e12:.1f} TFLOP/s.",
+        "- Each system runs in a fresh process, " + (
+            "one repetition." if m["repetitions"] == 1 else
+            f"{m['repetitions']} repetitions with the system order reversed every other repetition; figures are "
+            "the best repetition"
+            + ("." if m.get("full_repeats") else f" (repetitions after the first re-measure batch {tb} only).")),
+        "- HF pipelines run with `align_to_words=False` (qa-engine answers on token offsets too) and "
+        "max_answer_len 30, max_seq_len 384, doc_stride 128.",
+        f"- Versions: {versions}.",
+        "",
+        "## Targets", "", *targets_section(result), "",
+        "## Throughput (questions/s)", "", *throughput_section(result), "",
+        "![throughput](throughput.png)", "",
+        "## Latency, batch 1 from a fresh load (ms per question)", "", *latency_section(result), "",
+        "![latency](latency.png)", "",
+        f"## GPU share (batch {tb})", "",
+        "FLOPs = 2 · non-embedding params · tokens + 4 · L² · d per layer per window, on the tokens each system "
+        "really ran (padded) and on the real tokens only (unpadded); shares of the peak of the system's matrix math "
+        "and of the fp16 peak.", "",
+        *efficiency_section(result), "",
+        "## qa-engine stage split (share of the stages' sum)", "", *stages_section(result), "",
+        "## Concurrent clients: micro-batcher against per-request calls", "", *concurrency_section(result),
+        "## Answers and accuracy", "", *accuracy_section(result), "",
+        "## Memory (fresh process per system)", "", *memory_section(result), "",
+        "## Decoder micro-benchmark (host)", "", *decoder_section(result), "",
+        "## Window building (host)", "", *windows_section(result), "",
+    ]
+    if result.get("errors"):
+        lines += ["## Failed systems", "", *(f"- {k}: {v}" for k, v in result["errors"].items()), ""]
+    if result.get("notes"):
+        lines += ["## Notes", "", *(f"- {n}" for n in result["notes"]), ""]
+    return "\n".join(lines)
+
+
 def render_markdown(result: dict) -> str:
     """The whole human report."""
+    if _cuda(result):
+        return render_cuda_markdown(result)
     m, hw = result["meta"], result["hardware"]
     cpu = hw["cpu"]
     peaks = hw["peaks"]

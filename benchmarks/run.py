@@ -1,6 +1,10 @@
-"""The benchmark run: prepare models, measure peaks, run every system in its own process, analyse, report."""
+"""The benchmark run: prepare models, measure peaks, run every system in its own process, analyse, report.
+
+`device` "cpu" runs the CPU systems against the CPU's GEMM peaks; "cuda" the GPU systems against the GPU's
+matrix peaks, with batch 1 from a fresh load and a concurrency job (the micro-batcher under many clients)."""
 from __future__ import annotations
 
+import importlib.util
 import json
 import logging
 import os
@@ -18,10 +22,10 @@ from qa_engine.atomic import atomic_write_text
 from . import analysis
 from .decoder import decoder_benchmark
 from .windows import QUESTIONS as WINDOW_QUESTIONS, windows_benchmark
-from .hardware import cpu_info, gemm_peaks
-from .models import PreparedModel, checkpoint_model, digest, speed_model, tiny_checkpoint
+from .hardware import cpu_info, cuda_peaks, gemm_peaks, gpu_info
+from .models import PreparedModel, checkpoint_model, digest, speed_model, tiny_checkpoint, tiny_dir
 from .ort_profile import profile_engine
-from .systems import SYSTEMS
+from .systems import SYSTEMS, systems_for
 from .workload import Workload, load_workload, sample
 
 log = logging.getLogger(__name__)
@@ -31,6 +35,7 @@ PROFILE_QUESTIONS = 64
 DECODER_QUESTIONS = 256  # drawn independently of --questions so that 64 whole-question windows always exist
 VERSIONED = ("torch", "transformers", "optimum", "optimum-onnx", "onnxruntime-gpu", "onnxruntime", "tokenizers",
              "numpy")
+CONCURRENCY_SYSTEM = "engine-cuda-fp16"  # the system the CUDA run serves concurrent clients with
 
 
 @dataclass(frozen=True)
@@ -49,10 +54,50 @@ class BenchConfig:
     resume: bool = False
     seed: int = 0
     workdir: Path = Path("benchmarks/.work")
-    systems: tuple[str, ...] = tuple(SYSTEMS)
+    systems: tuple[str, ...] = ()  # empty: every system of the device
     optimum_per_channel: bool = True
     gemm_size: int = 4096
     command: str = ""
+    device: str = "cpu"
+    accuracy_questions: int | None = None  # answer-agreement jobs on the first N questions (None: all)
+    clients: int = 64  # concurrent clients of the CUDA concurrency job
+
+    def __post_init__(self) -> None:
+        if self.device not in ("cpu", "cuda"):
+            raise ValueError(f"device must be 'cpu' or 'cuda', got {self.device!r}")
+        if not self.systems:
+            object.__setattr__(self, "systems", systems_for(self.device))
+        unknown = [s for s in self.systems if s not in SYSTEMS]
+        if unknown:
+            raise ValueError(f"unknown system {', '.join(unknown)}; choose from {', '.join(systems_for(self.device))}")
+        other = [s for s in self.systems if SYSTEMS[s].device != self.device]
+        if other:
+            raise ValueError(f"{', '.join(other)} do not run on --device {self.device}; "
+                             f"choose from {', '.join(systems_for(self.device))}")
+
+
+# what the run imports beyond qa-engine's own dependencies (the `bench`, `export` and `train` extras)
+RUN_PACKAGES = {"torch": "torch", "transformers": "transformers", "optimum.onnxruntime": "optimum-onnx",
+                "onnx": "onnx", "matplotlib": "matplotlib", "psutil": "psutil", "tqdm": "tqdm"}
+TRAIN_PACKAGES = {"accelerate": "accelerate"}  # HF Trainer, for the tiny accuracy model
+
+
+def missing_packages(cfg: BenchConfig) -> list[str]:
+    """Distributions the run would fail without, found before any model is built (an offline GPU machine may
+    lack some); the training stack only when the tiny accuracy model is still to be trained."""
+    needed = dict(RUN_PACKAGES)
+    if cfg.model is None and cfg.accuracy_model is None and not (tiny_dir(cfg.workdir, cfg.quick) /
+                                                                 "metrics.json").is_file():
+        needed.update(TRAIN_PACKAGES)
+    missing = []
+    for module, dist in needed.items():
+        try:
+            found = importlib.util.find_spec(module) is not None
+        except ImportError:  # a parent package is missing
+            found = False
+        if not found:
+            missing.append(dist)
+    return missing
 
 
 @dataclass(frozen=True)
@@ -68,9 +113,11 @@ class Job:
 
 
 def plan_jobs(cfg: BenchConfig, separate_accuracy: bool) -> list[Job]:
-    """Speed jobs with the system and batch-size order reversed every other repetition, then accuracy jobs.
+    """Speed jobs with the system and batch-size order reversed every other repetition, on CUDA the concurrency
+    job, then accuracy jobs.
 
     Repetitions after the first re-measure only the target batch size unless `full_repeats` is set.
+    (On CUDA a worker times batch 1 first whatever the order: from a fresh load.)
     """
     jobs = []
     for rep in range(cfg.repeats):
@@ -78,19 +125,27 @@ def plan_jobs(cfg: BenchConfig, separate_accuracy: bool) -> list[Job]:
         systems = cfg.systems[::-1] if flip else cfg.systems
         sizes = cfg.batch_sizes if rep == 0 or cfg.full_repeats else (cfg.target_batch,)
         jobs += [Job(s, "speed", rep, sizes[::-1] if flip else sizes) for s in systems]
+    if cfg.device == "cuda" and CONCURRENCY_SYSTEM in cfg.systems:
+        jobs.append(Job(CONCURRENCY_SYSTEM, "concurrency", 0, ()))
     if separate_accuracy:
         jobs += [Job(s, "accuracy", 0, (cfg.target_batch,)) for s in cfg.systems]
     return jobs
 
 
-def run_job(job: Job, model: PreparedModel, workload_file: Path, latency_questions: int, logs: Path) -> dict:
-    """Run one job in a fresh interpreter; raise with the log's tail when it fails."""
-    spec = {
+def job_spec(job: Job, model: PreparedModel, workload_file: Path, cfg: BenchConfig, logs: Path) -> dict:
+    """What the worker process reads: the system, its model files, the workload and the measurement settings."""
+    return {
         "system": job.system, "role": job.role, "repetition": job.repetition, "batch_sizes": list(job.batch_sizes),
-        "latency_questions": latency_questions, "workload": str(workload_file),
+        "latency_questions": cfg.latency_questions, "workload": str(workload_file),
+        "questions": cfg.accuracy_questions if job.role == "accuracy" else None, "clients": cfg.clients,
         "model": {"checkpoint": str(model.checkpoint), "artifact": str(model.artifact), "optimum": str(model.optimum)},
         "result": str(logs / f"{job.name}.json"),
     }
+
+
+def run_job(job: Job, model: PreparedModel, workload_file: Path, cfg: BenchConfig, logs: Path) -> dict:
+    """Run one job in a fresh interpreter; raise with the log's tail when it fails."""
+    spec = job_spec(job, model, workload_file, cfg, logs)
     job_file = logs / f"{job.name}.job.json"
     job_file.write_text(json.dumps(spec), encoding="utf-8")
     log_file = logs / f"{job.name}.log"
@@ -127,6 +182,8 @@ def _notes(cpu: dict, cfg: BenchConfig, runs: dict) -> list[str]:
         notes.append(f"The 1-minute load average after the speed jobs ranged {min(loads):.1f}-{max(loads):.1f} on "
                      f"{cpu['logical_cpus']} CPUs (the benchmark itself accounts for about {cpu['physical_cores']}): "
                      "other processes competed for the cores during part of the run.")
+    if cfg.device == "cuda":
+        return notes + cuda_notes()
     if not any(f.startswith("amx") for f in cpu["isa"]):
         notes.append("This CPU has no AMX: PyTorch bf16 runs on AVX512-BF16 (or emulation), not AMX tiles, "
                      "and onnxruntime int8 on AVX512-VNNI.")
@@ -138,13 +195,32 @@ def _notes(cpu: dict, cfg: BenchConfig, runs: dict) -> list[str]:
 
 def run_dir(cfg: BenchConfig, work: Workload, speed: PreparedModel, accuracy: PreparedModel) -> Path:
     """Per-settings folder of job files and results; emptied first unless resuming an interrupted run."""
+    cuda = (cfg.device, cfg.accuracy_questions, cfg.clients) if cfg.device != "cpu" else ()
     key = digest(work.ids, speed.artifact, accuracy.artifact, cfg.systems, cfg.batch_sizes, cfg.target_batch,
-                 cfg.latency_questions, cfg.repeats, cfg.full_repeats)
+                 cfg.latency_questions, cfg.repeats, cfg.full_repeats, *cuda)
     folder = cfg.workdir.resolve() / "runs" / key
     if not cfg.resume:
         shutil.rmtree(folder, ignore_errors=True)
     folder.mkdir(parents=True, exist_ok=True)
     return folder
+
+
+def _peaks(cfg: BenchConfig) -> dict[str, float]:
+    return cuda_peaks(cfg.gemm_size) if cfg.device == "cuda" else gemm_peaks(cfg.gemm_size)
+
+
+def cuda_notes() -> list[str]:
+    """What a reader of a CUDA report must know to read its figures right."""
+    return [
+        "Optimum runs with the onnxruntime CUDA provider's defaults, which allow TF32 math for fp32 MatMuls: "
+        "its share is of the TF32 peak; qa-engine fp32 turns TF32 off (use_tf32=0) and PyTorch does not use it "
+        "for matmuls by default, so theirs are of the fp32 peak.",
+        "Batch 1 is timed straight after the load, before any warm-up of the harness's: qa-engine warms its CUDA "
+        "shapes up at load (its load time includes that), the peers have no such step. The second pass repeats the "
+        "same questions in the same process.",
+        "Throughput: after the batch-1 passes the harness runs qa-engine's every call shape once "
+        "(QAEngine.warmup at each power-of-two row count up to the batch size) and every system on 16 questions.",
+    ]
 
 
 def run(cfg: BenchConfig, progress: bool = True) -> dict:
@@ -154,15 +230,17 @@ def run(cfg: BenchConfig, progress: bool = True) -> dict:
     cfg.workdir.mkdir(parents=True, exist_ok=True)
     work, examples = load_workload(cfg.data, cfg.questions, cfg.seed)
     if cfg.model is not None:
-        speed = accuracy = checkpoint_model(cfg.workdir, "speed", cfg.model, cfg.optimum_per_channel)
+        speed = accuracy = checkpoint_model(cfg.workdir, "speed", cfg.model, cfg.optimum_per_channel, cfg.device)
     else:
-        speed = speed_model(cfg.workdir, cfg.data, examples, cfg.seed, cfg.optimum_per_channel)
+        speed = speed_model(cfg.workdir, cfg.data, examples, cfg.seed, cfg.optimum_per_channel, cfg.device)
         trained = cfg.accuracy_model or tiny_checkpoint(cfg.workdir, quick=cfg.quick)
-        accuracy = checkpoint_model(cfg.workdir, "accuracy", trained, cfg.optimum_per_channel)
+        accuracy = checkpoint_model(cfg.workdir, "accuracy", trained, cfg.optimum_per_channel, cfg.device)
     cpu = cpu_info()
-    peaks_start = gemm_peaks(cfg.gemm_size)
+    gpu = gpu_info() if cfg.device == "cuda" else None
+    peaks_start = _peaks(cfg)
 
-    runs: dict[str, dict[str, list[dict]]] = {"speed": {}, "accuracy": {}}
+    roles = ("speed", "accuracy", "concurrency") if cfg.device == "cuda" else ("speed", "accuracy")
+    runs: dict[str, dict[str, list[dict]]] = {role: {} for role in roles}
     errors: dict[str, str] = {}
     jobs = plan_jobs(cfg, accuracy is not speed)
     logs = run_dir(cfg, work, speed, accuracy)
@@ -178,19 +256,19 @@ def run(cfg: BenchConfig, progress: bool = True) -> dict:
             log.info("%s: reusing the result of the interrupted run", job.name)
             runs[job.role].setdefault(job.system, []).append(json.loads(done.read_text(encoding="utf-8")))
             continue
-        model = speed if job.role == "speed" else accuracy
+        model = speed if job.role in ("speed", "concurrency") else accuracy
         t0 = time.perf_counter()
         try:
-            result = run_job(job, model, workload_file, cfg.latency_questions, logs)
+            result = run_job(job, model, workload_file, cfg, logs)
         except (RuntimeError, subprocess.TimeoutExpired) as e:
             log.error("%s failed: %s", job.name, e)
-            errors[job.system] = str(e)
+            errors[job.system if job.role != "concurrency" else f"{job.system} ({job.role})"] = str(e)
             continue
         log.info("%s done in %.0f s", job.name, time.perf_counter() - t0)
         result["load_1m_after"] = os.getloadavg()[0]
         atomic_write_text(done, json.dumps(result, ensure_ascii=False))
         runs[job.role].setdefault(job.system, []).append(result)
-    peaks_end = gemm_peaks(cfg.gemm_size)
+    peaks_end = _peaks(cfg)
     peaks = {k: max(peaks_start[k], peaks_end[k]) for k in peaks_start}
     decoder = decoder_benchmark(speed.checkpoint, sample(examples, DECODER_QUESTIONS, cfg.seed, cfg.data))
     windows = windows_benchmark(speed.checkpoint / "tokenizer.json",
@@ -201,11 +279,25 @@ def run(cfg: BenchConfig, progress: bool = True) -> dict:
     systems = {n: analysis.summarize_system(n, r, speed.shape, peaks) for n, r in runs["speed"].items()}
     ratios = analysis.ratios(systems)
     tb = str(cfg.target_batch)
-    acc_runs = runs["accuracy"] if accuracy is not speed else runs["speed"]
+    separate = accuracy is not speed
+    acc_runs = runs["accuracy"] if separate else runs["speed"]
+    acc_ids = work.ids[: cfg.accuracy_questions] if separate and cfg.accuracy_questions else work.ids
     answers = {n: r[0]["batches"][tb]["answers"] for n, r in acc_runs.items() if tb in r[0]["batches"]}
     speed_answers = {n: r[0]["batches"][tb]["answers"] for n, r in runs["speed"].items() if tb in r[0]["batches"]}
     speed_agreement = {n: a["agreement_with_hf_fp32"]
                        for n, a in analysis.agreement(speed_answers, work.ids, work.references).items()}
+    accuracy_figures = analysis.agreement(answers, acc_ids, work.references)
+    concurrency = {n: r[0]["concurrency"] for n, r in runs.get("concurrency", {}).items()}
+    if cfg.device == "cuda":
+        targets = analysis.cuda_targets(systems, ratios, accuracy_figures, cfg.target_batch)
+    else:
+        targets = analysis.targets(systems, ratios, decoder, cfg.target_batch)
+    hardware = {"cpu": cpu, "peaks": peaks, "peaks_start": peaks_start, "peaks_end": peaks_end,
+                "gemm_size": cfg.gemm_size}
+    device_meta = {}
+    if cfg.device == "cuda":
+        hardware["gpu"] = gpu
+        device_meta = {"device": "cuda", "accuracy_questions": len(acc_ids), "clients": cfg.clients}
     return {
         "meta": {
             "command": cfg.command, "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
@@ -213,19 +305,19 @@ def run(cfg: BenchConfig, progress: bool = True) -> dict:
             "latency_questions": min(cfg.latency_questions, len(work)), "batch_sizes": list(cfg.batch_sizes),
             "target_batch": cfg.target_batch, "repetitions": cfg.repeats, "full_repeats": cfg.full_repeats,
             "versions": _versions(),
-            "optimum_per_channel": cfg.optimum_per_channel, **_token_stats(speed, work),
+            "optimum_per_channel": cfg.optimum_per_channel, **_token_stats(speed, work), **device_meta,
         },
-        "hardware": {"cpu": cpu, "peaks": peaks, "peaks_start": peaks_start, "peaks_end": peaks_end,
-                     "gemm_size": cfg.gemm_size},
+        "hardware": hardware,
         "models": {"speed": speed.as_dict(), "accuracy": accuracy.as_dict()},
         "systems": systems,
         "ratios": ratios,
-        "accuracy": analysis.agreement(answers, work.ids, work.references),
+        "accuracy": accuracy_figures,
         "speed_model_agreement": speed_agreement,
         "decoder": decoder,
         "windows": windows,
         "ort_profile": profiles,
-        "targets": analysis.targets(systems, ratios, decoder, cfg.target_batch),
+        **({"concurrency": concurrency} if cfg.device == "cuda" else {}),
+        "targets": targets,
         "errors": errors,
         "notes": _notes(cpu, cfg, runs),
         "raw": _without_answers(runs),

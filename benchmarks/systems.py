@@ -21,16 +21,23 @@ DECODE = DecodeConfig()
 
 @dataclass(frozen=True)
 class SystemSpec:
-    """A system's name, the precision whose GEMM peak bounds it, and whether it is a peer or qa-engine."""
+    """A system's name, device, the precision whose matrix peak bounds it, and whether it is a peer or qa-engine."""
 
     name: str
     family: str  # "hf", "optimum" or "engine"
-    precision: str  # "fp32", "bf16" or "int8"
+    precision: str  # "fp32", "bf16", "fp16" or "int8"
     label: str
+    device: str = "cpu"  # "cpu" or "cuda"
+    peak_key: str | None = None  # the peak that bounds it when not its precision's (TF32 math on fp32 weights)
 
     @property
     def peer(self) -> bool:
         return self.family != "engine"
+
+    @property
+    def peak(self) -> str:
+        """Key of the matrix peak (hardware.gemm_peaks / cuda_peaks) this system's FLOP share is taken of."""
+        return self.peak_key or self.precision
 
 
 SYSTEMS: dict[str, SystemSpec] = {
@@ -42,9 +49,29 @@ SYSTEMS: dict[str, SystemSpec] = {
         SystemSpec("optimum-int8", "optimum", "int8", "HF pipeline, Optimum ORT dynamic int8"),
         SystemSpec("engine-fp32", "engine", "fp32", "qa-engine fp32 (CPU)"),
         SystemSpec("engine-int8", "engine", "int8", "qa-engine int8 (CPU)"),
+        SystemSpec("hf-cuda-fp16", "hf", "fp16", "HF pipeline, PyTorch fp16 (CUDA)", "cuda"),
+        SystemSpec("hf-cuda-fp32", "hf", "fp32", "HF pipeline, PyTorch fp32 (CUDA)", "cuda"),
+        # onnxruntime's CUDA provider runs fp32 MatMuls in TF32 unless told not to (use_tf32), and Optimum does not
+        SystemSpec("optimum-cuda-fp32", "optimum", "fp32", "HF pipeline, Optimum ORT fp32 (CUDA)", "cuda", "tf32"),
+        SystemSpec("engine-cuda-fp16", "engine", "fp16", "qa-engine fp16 (CUDA)", "cuda"),
+        SystemSpec("engine-cuda-fp32", "engine", "fp32", "qa-engine fp32 (CUDA)", "cuda"),
     )
 }
-BASELINE = "hf-fp32"
+BASELINES = {"cpu": "hf-fp32", "cuda": "hf-cuda-fp32"}  # the reference of the ratios and answer agreement
+BASELINE = BASELINES["cpu"]
+
+
+def systems_for(device: str) -> tuple[str, ...]:
+    """The names of the systems `qa-engine bench --device DEVICE` runs by default, in report order."""
+    return tuple(n for n, s in SYSTEMS.items() if s.device == device)
+
+
+def baseline_for(names: Sequence[str]) -> str:
+    """The HF fp32 system of the device the named systems run on (CPU when none is named)."""
+    devices = {SYSTEMS[n].device for n in names} or {"cpu"}
+    if len(devices) > 1:
+        raise ValueError(f"systems of several devices in one comparison: {', '.join(names)}")
+    return BASELINES[devices.pop()]
 
 
 def _answers(result: dict | list[dict]) -> list[dict]:
@@ -56,14 +83,21 @@ class Runner:
     """A loaded system: `answer(questions, contexts, batch_size)` -> one answer dict per question, in order."""
 
     def __init__(self, spec: SystemSpec, answer: Callable[[Sequence[str], Sequence[str], int], list[dict]],
-                 counts: TokenCounts, profile: dict | None = None):
+                 counts: TokenCounts, profile: dict | None = None, engine=None, load_warmup_s: float | None = None):
         self.spec = spec
         self._answer = answer
         self.counts = counts
         self.profile = profile
+        self.engine = engine  # the QAEngine of a qa-engine system (warm-up, micro-batcher)
+        self.load_warmup_s = load_warmup_s  # the engine's own warm-up at load, when it reported one
 
     def answer(self, questions: Sequence[str], contexts: Sequence[str], batch_size: int) -> list[dict]:
         return self._answer(questions, contexts, batch_size)
+
+    def warm_shapes(self, batch_sizes: Sequence[int]) -> None:
+        """Let qa-engine run each of its CUDA call shapes at these batch sizes once (QAEngine.warmup)."""
+        if self.engine is not None and self.spec.device == "cuda":
+            self.engine.warmup(batch_sizes=list(batch_sizes))
 
 
 def _hf_pipeline_runner(spec: SystemSpec, pipe, counts: TokenCounts) -> Runner:
@@ -71,7 +105,8 @@ def _hf_pipeline_runner(spec: SystemSpec, pipe, counts: TokenCounts) -> Runner:
     forward = pipe._forward
 
     def counted_forward(inputs, **kwargs):
-        counts.add(np.asarray(inputs["attention_mask"]))
+        mask = inputs["attention_mask"]
+        counts.add(mask.cpu().numpy() if hasattr(mask, "cpu") else np.asarray(mask))  # a torch tensor on CUDA
         return forward(inputs, **kwargs)
 
     pipe._forward = counted_forward
@@ -87,40 +122,50 @@ def _hf_pipeline_runner(spec: SystemSpec, pipe, counts: TokenCounts) -> Runner:
     return Runner(spec, answer, counts)
 
 
+TORCH_DTYPES = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16"}
+PIPELINE_DEVICE = {"cpu": -1, "cuda": "cuda:0"}
+
+
 def load_hf(spec: SystemSpec, model_dir: Path) -> Runner:
-    """transformers pipeline("question-answering") on PyTorch; bf16 casts the weights (AMX / AVX512-BF16 kernels)."""
+    """transformers pipeline("question-answering") on PyTorch, weights cast to the spec's dtype (bf16: AMX /
+    AVX512-BF16 kernels on CPU) and moved to its device."""
     import torch
     from transformers import AutoModelForQuestionAnswering, AutoTokenizer, pipeline
 
     model = AutoModelForQuestionAnswering.from_pretrained(model_dir, local_files_only=True).eval()
-    if spec.precision == "bf16":
-        model = model.to(torch.bfloat16)
+    if spec.precision != "fp32":
+        model = model.to(getattr(torch, TORCH_DTYPES[spec.precision]))
     tokenizer = AutoTokenizer.from_pretrained(model_dir, local_files_only=True)
     # a generic fast tokenizer also emits token_type_ids, which DistilBERT's forward() rejects
     accepted = inspect.signature(model.forward).parameters
     tokenizer.model_input_names = [n for n in tokenizer.model_input_names if n in accepted]
-    pipe = pipeline("question-answering", model=model, tokenizer=tokenizer, device=-1)
+    pipe = pipeline("question-answering", model=model, tokenizer=tokenizer, device=PIPELINE_DEVICE[spec.device])
     return _hf_pipeline_runner(spec, pipe, TokenCounts())
 
 
 def load_optimum(spec: SystemSpec, model_dir: Path, file_name: str) -> Runner:
-    """Optimum's ORTModelForQuestionAnswering inside Optimum's pipeline, CPU provider, one thread per core."""
+    """Optimum's ORTModelForQuestionAnswering inside Optimum's pipeline: on CPU one thread per core, on CUDA
+    the CUDA provider with Optimum's defaults (IO binding on) and the pipeline's tensors on the GPU."""
     from optimum.onnxruntime import ORTModelForQuestionAnswering
     from optimum.pipelines import pipeline
     from transformers import AutoTokenizer
 
     from qa_engine.runtime import session_options
 
+    provider = "CUDAExecutionProvider" if spec.device == "cuda" else "CPUExecutionProvider"
     model = ORTModelForQuestionAnswering.from_pretrained(
-        model_dir, file_name=file_name, provider="CPUExecutionProvider", session_options=session_options(),
+        model_dir, file_name=file_name, provider=provider, session_options=session_options(),
     )
+    if spec.device == "cuda" and model.providers[0] != provider:
+        raise RuntimeError(f"Optimum fell back to {model.providers[0]} instead of {provider}")
     tokenizer = AutoTokenizer.from_pretrained(model_dir, local_files_only=True)
-    pipe = pipeline("question-answering", model=model, tokenizer=tokenizer, device=-1)
+    pipe = pipeline("question-answering", model=model, tokenizer=tokenizer, device=PIPELINE_DEVICE[spec.device])
     return _hf_pipeline_runner(spec, pipe, TokenCounts())
 
 
 class CountingSession:
-    """Wraps an onnxruntime session to count the shapes the engine feeds it."""
+    """Wraps an onnxruntime session to count the shapes the engine feeds it, through `run` (CPU) or through
+    the IO binding the engine runs CUDA calls with."""
 
     def __init__(self, session, counts: TokenCounts):
         self._session = session
@@ -130,19 +175,50 @@ class CountingSession:
         self._counts.add(feed["attention_mask"])
         return self._session.run(output_names, feed, *args, **kwargs)
 
+    def io_binding(self):
+        return CountingBinding(self._session.io_binding(), self._counts)
+
+    def run_with_iobinding(self, binding, *args, **kwargs):
+        inner = binding._binding if isinstance(binding, CountingBinding) else binding
+        return self._session.run_with_iobinding(inner, *args, **kwargs)
+
     def __getattr__(self, name):
         return getattr(self._session, name)
 
 
+class CountingBinding:
+    """Wraps an onnxruntime IOBinding: counts the attention mask when it is bound, once per model call."""
+
+    def __init__(self, binding, counts: TokenCounts):
+        self._binding = binding
+        self._counts = counts
+
+    def bind_cpu_input(self, name, array):
+        if name == "attention_mask":
+            self._counts.add(array)
+        return self._binding.bind_cpu_input(name, array)
+
+    def __getattr__(self, name):
+        return getattr(self._binding, name)
+
+
+def engine_load_options(from_pretrained: Callable, device: str) -> dict:
+    """Keyword arguments asking QAEngine.from_pretrained for its load-time warm-up on CUDA, where it has the option."""
+    return {"warmup": True} if device == "cuda" and "warmup" in inspect.signature(from_pretrained).parameters else {}
+
+
 def load_engine(spec: SystemSpec, artifact_dir: Path) -> Runner:
-    """qa-engine on the CPU provider at the spec's precision, with its per-stage profile."""
+    """qa-engine on the spec's device and precision, with its per-stage profile. On CUDA the engine warms its call
+    shapes up at load, as a user's engine does (through `engine.warmup()` where from_pretrained has no option)."""
     from qa_engine.engine import QAEngine
 
-    engine = QAEngine.from_pretrained(artifact_dir, provider="cpu", precision=spec.precision)
+    options = engine_load_options(QAEngine.from_pretrained, spec.device)
+    engine = QAEngine.from_pretrained(artifact_dir, provider=spec.device, precision=spec.precision, **options)
+    warmup_s = engine.warmup() if spec.device == "cuda" and not options else None
     counts, profile = TokenCounts(), {}
     engine.session = CountingSession(engine.session, counts)
 
     def answer(questions, contexts, batch_size):
         return engine.answer_batch(questions, contexts, batch_size=batch_size, profile=profile)
 
-    return Runner(spec, answer, counts, profile)
+    return Runner(spec, answer, counts, profile, engine, warmup_s)

@@ -2,11 +2,14 @@
 
 Run as `python -m benchmarks.worker JOB.json`; the job names the system, its model files and the workload,
 and where to write the result JSON. A fresh process per system keeps peak RSS and caches separate.
+On CUDA, batch 1 is timed first, straight after the load (twice: a fresh process's first requests, then warm
+ones), and a "concurrency" job serves single questions from many clients with and without the micro-batcher.
 """
 from __future__ import annotations
 
 import json
 import logging
+import os
 import resource
 import sys
 import time
@@ -15,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import psutil
 
+from .hardware import gpu_memory_mb
 from .models import OPTIMUM_FP32, OPTIMUM_INT8
 from .systems import SYSTEMS, Runner, load_engine, load_hf, load_optimum
 from .workload import Workload
@@ -50,6 +54,8 @@ def _measure_batch(runner: Runner, work: Workload, batch_size: int) -> dict:
     t0 = time.perf_counter()
     answers = runner.answer(work.questions, work.contexts, batch_size)
     seconds = time.perf_counter() - t0
+    if runner.counts.calls == 0:
+        raise RuntimeError(f"{runner.spec.name}: no model call was counted (the FLOP figures would be zero)")
     return {
         "questions": len(work), "seconds": seconds, "questions_per_s": len(work) / seconds,
         "tokens": runner.counts.as_dict(), "stages": dict(runner.profile or {}),
@@ -76,32 +82,75 @@ def _measure_latency(runner: Runner, work: Workload) -> dict:
     }
 
 
+def _fresh_latency(runner: Runner, work: Workload) -> dict:
+    """Batch 1 straight after the load, with no warm-up of the harness's: the first pass is what a fresh server's
+    first requests see; the second pass, over the same questions, what warm ones see."""
+    first = _measure_latency(runner, work)
+    second = _measure_latency(runner, work)
+    return {**first, "second_pass": {k: second[k] for k in ("seconds", "questions_per_s", "latency_ms")}}
+
+
+def harness_shapes(batch_sizes: list[int]) -> list[int]:
+    """Row counts for the harness's warm-up on CUDA: every power of two up to each batch size (a call's rows are
+    padded to one), and the batch sizes themselves."""
+    return sorted({1 << i for b in batch_sizes for i in range(b.bit_length())} | set(batch_sizes))
+
+
+def _concurrency(runner: Runner, work: Workload, clients: int) -> dict:
+    """`clients` concurrent single-question clients: per-request engine calls against the micro-batcher."""
+    from dataclasses import asdict
+
+    from .bench_concurrency import bench, summary
+
+    rows = bench(runner.engine, list(zip(work.questions, work.contexts)), clients, max_batch_size=clients)
+    return {"clients": clients, "max_batch_size": clients, "rows": [asdict(r) for r in rows],
+            "summary": summary(rows)}
+
+
 def run_job(job: dict) -> dict:
     """Execute one job dict and return its result dict."""
     work = Workload.from_json(Path(job["workload"]))
+    if job.get("questions"):
+        work = work.head(min(len(work), int(job["questions"])))
     t0 = time.perf_counter()
     runner = load(job["system"], job["model"])
     load_s = time.perf_counter() - t0
     rss_loaded = _rss_mb()
     sizes = [int(b) for b in job["batch_sizes"]]
-    t0 = time.perf_counter()
-    warm = work.head(min(len(work), WARMUP_QUESTIONS))
-    runner.answer(warm.questions, warm.contexts, max(sizes))
-    if 1 in sizes:
-        runner.answer(warm.questions[:2], warm.contexts[:2], 1)
-    warmup_s = time.perf_counter() - t0
+    cuda = runner.spec.device == "cuda"
+    out = {"system": job["system"], "role": job["role"], "repetition": job["repetition"], "load_s": load_s,
+           "load_warmup_s": runner.load_warmup_s}
     batches = {}
+    if job["role"] == "concurrency":
+        if runner.engine is None:
+            raise ValueError(f"{runner.spec.name}: the concurrency benchmark needs a qa-engine system")
+        runner.warm_shapes(harness_shapes([runner.engine.settings.batch_size]))
+        out["concurrency"] = _concurrency(runner, work, int(job["clients"]))
+    elif cuda and 1 in sizes:
+        log.info("%s: batch size 1 from a fresh load", job["system"])
+        batches[1] = _fresh_latency(runner, work.head(min(len(work), job["latency_questions"])))
+    t0 = time.perf_counter()
+    if sizes:
+        if cuda:
+            runner.warm_shapes(harness_shapes(sizes))
+        warm = work.head(min(len(work), WARMUP_QUESTIONS))
+        runner.answer(warm.questions, warm.contexts, max(sizes))
+        if 1 in sizes:
+            runner.answer(warm.questions[:2], warm.contexts[:2], 1)
+    warmup_s = time.perf_counter() - t0
     for bs in sizes:
+        if bs in batches:
+            continue
         log.info("%s: batch size %d", job["system"], bs)
         if bs == 1:
             batches[bs] = _measure_latency(runner, work.head(min(len(work), job["latency_questions"])))
         else:
             batches[bs] = _measure_batch(runner, work, bs)
-    return {
-        "system": job["system"], "role": job["role"], "repetition": job["repetition"],
-        "load_s": load_s, "warmup_s": warmup_s, "batches": batches,
-        "rss_after_load_mb": rss_loaded, "rss_peak_mb": _peak_rss_mb(),
-    }
+    out.update(warmup_s=warmup_s, batches={bs: batches[bs] for bs in sizes},
+               rss_after_load_mb=rss_loaded, rss_peak_mb=_peak_rss_mb())
+    if cuda:
+        out["gpu_memory_mb"] = gpu_memory_mb(os.getpid())
+    return out
 
 
 def main(argv: list[str]) -> int:
