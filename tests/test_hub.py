@@ -28,7 +28,9 @@ REPO = "qa-org/tiny-ko"
 
 class StandInHub:
     """An in-memory hub: model repos as {path: bytes} per commit, served with the routes, status codes and
-    headers huggingface_hub's downloads (file_download.py) and commits (hf_api.create_commit) rely on."""
+    headers huggingface_hub's hf_hub_download (file_download.py: HEAD then GET of /{repo}/resolve/{rev}/{file},
+    X-Repo-Commit, ETag, Content-Length, X-Error-Code) and create_repo/create_commit rely on. The engine fetches
+    file by file, so snapshot_download's model-info route is not needed."""
 
     def __init__(self) -> None:
         self.repos: dict[str, dict[str, bytes]] = {}  # the files at the head commit
@@ -93,13 +95,7 @@ class _Handler(BaseHTTPRequestHandler):
         path = urlparse(self.path).path
         self.hub.requests.append((self.command, path))
         parts = path.strip("/").split("/")
-        if parts[:2] == ["api", "models"] and len(parts) >= 5 and parts[4] == "revision":
-            found = self._repo(parts[2:4] + ["revision"] + parts[5:6])  # model info: what snapshot_download lists
-            if found:
-                repo, sha, _ = found
-                self._json({"id": repo, "sha": sha, "private": False,
-                            "siblings": [{"rfilename": f} for f in sorted(self.hub.commits[repo][sha])]})
-        elif len(parts) >= 5 and parts[2] == "resolve":
+        if len(parts) >= 5 and parts[2] == "resolve":
             found = self._repo(parts)
             if found:
                 repo, sha, rest = found
