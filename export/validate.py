@@ -160,6 +160,39 @@ def predict(
     return Predictions(start, end, [a[0].answer if a else "" for a in merged])
 
 
+def changed_answers(
+    reference: Predictions, other: Predictions, windows: Windows, decode: DecodeConfig, gap: float
+) -> tuple[list[int], list[int]]:
+    """Questions whose answer changed: (near ties that logits `gap` apart can swap, the other changes).
+
+    Within |Δ logits| <= gap a span's log score (two log-softmaxes) moves by at most 4 gap, so a window's pick
+    can move to another span only if the reference scores that span within 8 gap of its best. A changed answer
+    is a near tie when every window of its question picked such a span."""
+    changed = [i for i, (a, b) in enumerate(zip(reference.answers, other.answers)) if a != b]
+    if not changed:
+        return [], []
+    mask, context = windows.softmax_mask(), windows.context_mask
+    mine = best_spans(reference.start_logits, reference.end_logits, mask, context, decode.max_answer_length)
+    theirs = best_spans(other.start_logits, other.end_logits, mask, context, decode.max_answer_length)
+    rows = np.arange(len(windows))
+    log_start, log_end = _log_softmax(reference.start_logits, mask), _log_softmax(reference.end_logits, mask)
+    picks = [np.where(np.isfinite(spans.scores[:, 0]),
+                      log_start[rows, spans.starts[:, 0]] + log_end[rows, spans.ends[:, 0]], -np.inf)
+             for spans in (mine, theirs)]
+    margin = np.where(picks[0] == picks[1], 0.0, picks[0] - picks[1])  # the reference's best minus their pick
+    close = np.ones(len(reference.answers), dtype=bool)
+    np.logical_and.at(close, windows.example_index, margin <= 8 * gap)
+    ties = [i for i in changed if close[i]]
+    return ties, [i for i in changed if not close[i]]
+
+
+def _log_softmax(logits: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """Log-probabilities over the masked tokens of each row, as the span decoder computes them."""
+    x = np.where(mask, logits.astype(np.float64), -np.inf)
+    top = x.max(axis=1, keepdims=True)
+    return x - top - np.log(np.exp(x - top).sum(axis=1, keepdims=True))
+
+
 def torch_runner(model: "PreTrainedModel") -> Runner:
     """PyTorch forward on numpy feeds, logits back as float32 numpy."""
     import torch
@@ -199,6 +232,9 @@ def check_fp32_parity(
 ) -> tuple[Predictions, dict[str, Any]]:
     """The fp32 graph `session` must reproduce PyTorch within `tolerance` with identical answers, else ParityError.
 
+    Two answers that nearly tie may swap under differences within the limit: such swaps are counted
+    ("near_ties"), not refused; any other changed answer is.
+
     Given `unfused` (Optimum's plain export), each step is judged on its own error: the unfused graph against
     PyTorch, then `session` (the fused graph, the one that ships) against the unfused graph. Logits are compared
     on the first PARITY_QUESTIONS questions. Returns `session`'s predictions on all examples (the reference of
@@ -220,13 +256,13 @@ def check_fp32_parity(
         steps = [("unfused_vs_pytorch", "unfused ONNX export", "PyTorch", plain, torch_pred),
                  ("fused_vs_unfused", "fused graph", "unfused export", graph, plain)]
     real = sub.attention_mask.astype(bool)
-    gaps = {}
+    gaps, ties = {}, {}
     for key, name, reference_name, got, reference in steps:
         gap = logit_gap((reference.start_logits, reference.end_logits), (got.start_logits, got.end_logits), real)
-        differ = [i for i in range(k) if got.answers[i] != reference.answers[i]]
-        if not tolerance.accepts(gap) or differ:
-            raise ParityError(_refusal(name, reference_name, gap, differ, got, reference, sub, tolerance))
-        gaps[key] = gap
+        tied, changed = changed_answers(reference, got, sub, decode, gap.max_abs_diff)
+        if not tolerance.accepts(gap) or changed:
+            raise ParityError(_refusal(name, reference_name, gap, tied, changed, got, reference, sub, tolerance))
+        gaps[key], ties[key] = gap, len(tied)
     total = logit_gap((torch_pred.start_logits, torch_pred.end_logits), (graph.start_logits, graph.end_logits), real)
     em, f1 = _scores(examples, shipped.answers)
     summary = {
@@ -239,14 +275,15 @@ def check_fp32_parity(
         "rtol": tolerance.rtol,
         "limit": tolerance.limit(total.scale),
         "steps": {name: gap.max_abs_diff for name, gap in gaps.items()},
-        "answers_identical": 1.0,
+        "answers_identical": sum(a == b for a, b in zip(graph.answers, torch_pred.answers)) / k,
+        "near_ties": ties,
         "exact_match": em,
         "f1": f1,
         "scored_questions": len(examples),
     }
-    log.info("fp32 parity: %s over %d windows (limit %.2g), answers identical",
+    log.info("fp32 parity: %s over %d windows (limit %.2g); answers identical but for %s near ties",
              ", ".join(f"{n} max |Δ logits| {g.max_abs_diff:.2e}" for n, g in gaps.items()), len(rows),
-             tolerance.limit(total.scale))
+             tolerance.limit(total.scale), "+".join(str(n) for n in ties.values()))
     return shipped, summary
 
 
@@ -254,7 +291,8 @@ def _refusal(
     name: str,
     reference_name: str,
     gap: Gap,
-    differ: list[int],
+    tied: list[int],
+    changed: list[int],
     got: Predictions,
     reference: Predictions,
     windows: Windows,
@@ -266,9 +304,12 @@ def _refusal(
     found = (f"max |Δ logits| {gap.max_abs_diff:.3g} ({gap.output}, question {question}, token {gap.token}); "
              f"limit {limit:.3g} = atol {tolerance.atol:g} + rtol {tolerance.rtol:g} × max |logit| {gap.scale:.3g}")
     k = len(reference.answers)
-    if differ:
-        i = differ[0]
-        found += f"; {len(differ)} of {k} answers differ (first: question {i}, {got.answers[i]!r} vs {reference.answers[i]!r})"
+    if changed:
+        i = changed[0]
+        found += (f"; {len(changed)} of {k} answers differ beyond a near tie (first: question {i}, "
+                  f"{got.answers[i]!r} vs {reference.answers[i]!r})")
+    if tied:
+        found += f"; {len(tied)} near ties swapped"
     message = f"{name} does not match {reference_name}: {found}. "
     if not (math.isfinite(gap.max_abs_diff) and math.isfinite(gap.scale)):
         message += ("A NaN or infinite logit is never rounding, and no --atol/--rtol accepts it: the graph is broken "
@@ -279,13 +320,13 @@ def _refusal(
             f"Measured rounding stays within 2e-4 × max |logit| (export/VALIDATION.md); a larger difference "
             f"usually means a wrong graph. If you accept it, pass --rtol {_round_up(needed)} "
             f"(export_artifact(rtol=...)) or a larger --atol: the artifact may then give other scores"
-            + (" and answers" if differ else "") + " than the PyTorch model, and a wrong graph of that size would ship."
+            + (" and answers" if changed else "") + " than the PyTorch model, and a wrong graph of that size would ship."
         )
     else:
         message += (
-            "The logits are within the limit, so --atol/--rtol would not change this: answers must be identical. "
-            "A different answer this close means two spans nearly tie on that question; rerun with other --data "
-            "to check, and report it if it persists: the artifact would answer differently from the PyTorch model."
+            "The logits are within the limit but the answers changed more than such a difference can explain, "
+            "so --atol/--rtol would not change this: the decoding of this graph's outputs differs (a wrong output "
+            "order or mask?), and the artifact would answer differently from the PyTorch model."
         )
     return message
 

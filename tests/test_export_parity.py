@@ -46,6 +46,35 @@ def test_logit_gap_finds_where_the_largest_difference_is() -> None:
     assert gap.scale == pytest.approx(max(np.abs(start).max(), np.abs(end[real]).max()))
 
 
+def _one_window(start: list[float], end: list[float]) -> tuple[validate.Predictions, "Windows"]:
+    """[CLS] q [SEP] ab cd ef: one window over the context "ab cd ef", decoded like the export decodes."""
+    from qa_engine.features import Windows
+    from qa_engine.spans import best_spans, merge_answers
+
+    n = len(start)
+    offsets = np.zeros((1, n, 2), dtype=np.int32)
+    offsets[0, 3:] = [(0, 2), (3, 5), (6, 8)]
+    context = np.array([[False, False, False, True, True, True]])
+    ones = np.ones((1, n), dtype=np.int64)
+    windows = Windows(np.array([[0, 7, 1, 8, 9, 10]]), 0 * ones, ones, context, offsets,
+                      np.array([n], dtype=np.int32), np.array([0], dtype=np.int32), cls_id=0)
+    s, e = np.array([start], dtype=np.float32), np.array([end], dtype=np.float32)
+    spans = best_spans(s, e, windows.softmax_mask(), windows.context_mask, 30)
+    answer = merge_answers(spans, windows.offsets, windows.example_index, ["ab cd ef"])[0][0].answer
+    return validate.Predictions(s, e, [answer]), windows
+
+
+def test_a_swapped_near_tie_is_told_from_a_changed_answer() -> None:
+    reference, windows = _one_window([0, 0, 0, 5.0, 4.9999, 0], [0, 0, 0, 0, 6.0, 0])
+    tie, _ = _one_window([0, 0, 0, 4.9999, 5.0, 0], [0, 0, 0, 0, 6.0, 0])
+    far, _ = _one_window([0, 0, 0, 4.9999, 5.0, 0], [0, 0, 0, 0, 0, 6.0])
+    assert (reference.answers, tie.answers, far.answers) == (["ab cd"], ["cd"], ["cd ef"])
+    decode = DecodeConfig()
+    assert validate.changed_answers(reference, tie, windows, decode, gap=1e-4) == ([0], [])
+    assert validate.changed_answers(reference, far, windows, decode, gap=6.0 / 8 - 0.1) == ([], [0])
+    assert validate.changed_answers(reference, reference, windows, decode, gap=0.0) == ([], [])
+
+
 # ---- the issue's checkpoint: large logits, correct graph ---------------------------------------------------------
 @pytest.fixture(scope="module")
 def large_logits_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
