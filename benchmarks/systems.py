@@ -150,9 +150,11 @@ def load_optimum(spec: SystemSpec, model_dir: Path, file_name: str) -> Runner:
     from optimum.pipelines import pipeline
     from transformers import AutoTokenizer
 
-    from qa_engine.runtime import session_options
+    from qa_engine.runtime import preload_cuda_libraries, session_options
 
     provider = "CUDAExecutionProvider" if spec.device == "cuda" else "CPUExecutionProvider"
+    if spec.device == "cuda":
+        preload_cuda_libraries()  # NVIDIA's pip libraries, as onnxruntime documents for a pip install
     model = ORTModelForQuestionAnswering.from_pretrained(
         model_dir, file_name=file_name, provider=provider, session_options=session_options(),
     )
