@@ -90,11 +90,14 @@ def _cmd_batch(args: argparse.Namespace) -> int:
                                               batch_size=args.batch_size, **_options(args)))
     bar = _progress(None)
     predictions: dict[str, str] = {}
+    expected: dict[str, tuple[str, ...]] = {}  # the inputs' own answers, where they carry any
     answered = 0
     with atomic_open(args.output) as out:
         for ex, res in zip(examples, answers):
             out.write(json.dumps(output_record(ex.id, ex.question, res), ensure_ascii=False) + "\n")
             predictions[ex.id] = (res if isinstance(res, dict) else res[0])["answer"]
+            if ex.answer_texts:
+                expected[ex.id] = ex.answer_texts
             answered += 1
             if bar is not None:
                 bar.update()
@@ -108,10 +111,21 @@ def _cmd_batch(args: argparse.Namespace) -> int:
     log.info("answered %d questions in %.2f s: %.1f questions/s (%s on %s)", answered, busy, rate,
              engine.settings.precision, engine.settings.device)
     if args.print:
-        for qid, text in itertools.islice(predictions.items(), args.print):
-            print(f"{qid}\t{text}")
+        _print_answers(predictions, expected, args.print)
     print(json.dumps({"questions": answered, "seconds": round(busy, 3), "questions_per_s": round(rate, 2)}))
     return 0
+
+
+def _print_answers(predictions: dict[str, str], expected: dict[str, tuple[str, ...]], limit: int) -> None:
+    """The first `limit` answers, each beside its expected answer when the input has one, then the share right."""
+    for qid, text in itertools.islice(predictions.items(), limit):
+        gold = expected.get(qid)
+        print(f"{qid}\t{text}" if gold is None else
+              f"{qid}\t{text}\t{'right' if text in gold else 'WRONG'} (expected {' | '.join(gold)})")
+    if expected:
+        right = sum(predictions[qid] in gold for qid, gold in expected.items())
+        share = 100 * right / len(expected)
+        print(f"right: {right} of {len(expected)} questions with an expected answer ({share:.0f}%)")
 
 
 def _cmd_batch_ray(args: argparse.Namespace) -> int:
