@@ -206,7 +206,7 @@ def test_distilbert_family_exports_fused_attention(tiny_distilbert_checkpoint: P
     assert ops.count("QAttention") == layers  # the measured int8 layout quantizes the fused attention too
     layouts = _int8_weight_layouts(out / "model.int8.onnx")  # per-channel weight scales, the attention's included
     assert [op for op, *_ in layouts].count("QAttention") == layers
-    assert all((scales, zero_points) == (channels, channels) for _, _, channels, scales, zero_points in layouts), layouts
+    assert all((scales, zeros) == (channels, channels) for _, _, channels, scales, zeros in layouts), layouts
     assert not (out / "model.fp16.onnx").exists()
 
 
