@@ -13,10 +13,11 @@ import numpy as np
 import onnxruntime as ort
 
 from . import hub, runtime
-from .batching import plan_batches
+from .batching import Shapes, plan_batches
 from .config import DecodeConfig, WindowConfig
 from .features import Windows, WindowTokenizer
 from .manifest import Manifest, sha256_file
+from .overlap import overlapped
 from .spans import Answer, WindowSpans, best_spans, merge_answers
 from .types import AnswerDict, AnswerResult
 
@@ -30,6 +31,7 @@ STAGES = ("tokenize", "bucket", "run", "decode")
 # On CPU a model call of about four full windows runs faster per window than bigger ones (activations stay
 # in cache; measured +7-10% at batch 32 on the mBERT shape, benchmarks/results/); CUDA wants whole batches.
 CPU_WINDOWS_PER_CALL = 4
+TOKENIZE_CHUNK_BATCHES = 4  # answer_batch tokenizes this many batches' worth of questions at a time (early first call)
 STREAM_CHUNK_BATCHES = 16  # answer_stream answers this many batches' worth of questions together (length bucketing)
 
 
@@ -42,6 +44,7 @@ class EngineSettings:
     input_names: tuple[str, ...] = ("input_ids", "attention_mask")
     precision: str = "fp32"
     device: str = "cpu"
+    overlap: bool | None = None  # host work beside the model run (None: on CUDA only, see `overlaps`)
 
     def budget(self, batch_size: int) -> int:
         """Padded tokens per model call: the setting, else 4 full windows on CPU and the whole batch on CUDA."""
@@ -49,6 +52,15 @@ class EngineSettings:
             return self.token_budget
         windows = min(batch_size, CPU_WINDOWS_PER_CALL) if self.device == "cpu" else batch_size
         return windows * self.window.max_length
+
+    def shapes(self, batch_size: int) -> Shapes:
+        """The model-call shapes of this device (fixed widths and row counts on CUDA, see qa_engine.batching)."""
+        return Shapes.for_device(self.device, self.window.max_length, batch_size)
+
+    def overlaps(self) -> bool:
+        """Whether feeds are built and logits decoded while the model runs: the setting, else on CUDA only (on
+        CPU the model already keeps every core busy, and host work is under 1% of the time there)."""
+        return self.device == "cuda" if self.overlap is None else self.overlap
 
 
 # EngineSettings fields from_pretrained takes as keyword arguments (the others come from the artifact and device)
@@ -108,6 +120,7 @@ class QAEngine:
         intra_op_threads: int | None = None,
         verify: bool = True,
         *,
+        warmup: bool | None = None,
         revision: str | None = None,
         cache_dir: str | Path | None = None,
         local_files_only: bool = False,
@@ -126,6 +139,8 @@ class QAEngine:
                 fp16 on CUDA, else fp32).
             intra_op_threads: onnxruntime threads per model call (default: the physical cores).
             verify: check the model file's SHA-256 against the manifest before loading it.
+            warmup: run every model-call width at batch 1 and at the batch size once before returning, so the
+                first requests pay no first-call cost per shape (about 80 ms each on CUDA); None: on CUDA only.
             revision: hub branch, tag or commit (default: the main branch); ignored for a local folder.
             cache_dir: hub cache folder (default: huggingface_hub's, HF_HUB_CACHE).
             local_files_only: never go online: resolve the repo from the hub cache only (as HF_HUB_OFFLINE=1 does).
@@ -160,7 +175,10 @@ class QAEngine:
             precision=chosen, device=device, **overrides,
         )
         log.info("loaded %s (%s on %s)", path_or_repo_id, chosen, device)
-        return cls(session, WindowTokenizer.from_file(tok_path, window), settings)
+        engine = cls(session, WindowTokenizer.from_file(tok_path, window), settings)
+        if device == "cuda" if warmup is None else warmup:
+            engine.warmup()
+        return engine
 
     def batcher(self, **kwargs: Any) -> "MicroBatcher":
         """A `MicroBatcher` over this engine (see qa_engine.batcher for the keyword arguments)."""
@@ -236,49 +254,104 @@ class QAEngine:
         )
         if not questions:
             return []
-        with _timed(profile, "tokenize"):
-            windows = self.tokenizer.windows(questions, contexts)
-        spans = self._spans(windows, batch_size or self.settings.batch_size, decode, profile)
-        with _timed(profile, "decode"):
-            merged = merge_answers(
-                spans, windows.offsets, windows.example_index, contexts, decode.top_k, decode.handle_impossible_answer
-            )
-            return [_format(answers, decode.top_k) for answers in merged]
+        return self._answers(questions, contexts, batch_size or self.settings.batch_size, decode, profile)
 
-    def _spans(self, w: Windows, batch_size: int, decode: DecodeConfig, profile: dict | None) -> WindowSpans:
-        """Run the model over length-bucketed batches and decode each batch as it comes back."""
-        n, k = len(w), decode.top_k
-        starts = np.zeros((n, k), dtype=np.int64)
-        ends = np.zeros((n, k), dtype=np.int64)
-        scores = np.full((n, k), -np.inf, dtype=np.float32)
-        null = np.zeros(n, dtype=np.float32)
-        budget = self.settings.budget(batch_size)
-        softmax_mask = w.softmax_mask()
-        for rows, width in plan_batches(w.lengths, batch_size, budget):
+    def _answers(self, questions: list[str], contexts: list[str], batch_size: int, decode: DecodeConfig,
+                 profile: dict[str, float] | None) -> list[AnswerResult]:
+        """Tokenize in chunks, run length-bucketed model calls (overlapped with host work where that pays) and
+        answer each chunk's questions once its last call is decoded."""
+        shapes, budget, device = self.settings.shapes(batch_size), self.settings.budget(batch_size), self.settings.device
+        chunk = TOKENIZE_CHUNK_BATCHES * batch_size
+        results: list[AnswerResult] = []
+
+        def calls() -> Iterator[tuple[_Chunk, np.ndarray, int]]:
+            for lo in range(0, len(questions), chunk):
+                with _timed(profile, "tokenize"):
+                    part = _Chunk(self.tokenizer.windows(questions[lo : lo + chunk], contexts[lo : lo + chunk]),
+                                  contexts[lo : lo + chunk], decode)
+                plan = list(plan_batches(part.windows.lengths, batch_size, budget, shapes))
+                part.calls_left = len(plan)
+                for rows, width in plan:
+                    yield part, rows, width
+
+        def prepare(call: tuple[_Chunk, np.ndarray, int]) -> dict[str, np.ndarray]:
             with _timed(profile, "bucket"):
-                feed = self._feed(w, rows, width)
-            with _timed(profile, "run"):
-                start_logits, end_logits = runtime.run(self.session, feed, self.settings.device)[:2]
-            with _timed(profile, "decode"):
-                cols = min(width, w.input_ids.shape[1])
-                ws = best_spans(
-                    start_logits[:, :cols], end_logits[:, :cols], softmax_mask[rows, :cols],
-                    w.context_mask[rows, :cols], decode.max_answer_length, k,
-                )
-                starts[rows], ends[rows], scores[rows], null[rows] = ws.starts, ws.ends, ws.scores, ws.null_scores
-        return WindowSpans(starts, ends, scores, null)
+                return self._feed(call[0].windows, call[1], call[2], shapes)
 
-    def _feed(self, w: Windows, rows: np.ndarray, width: int) -> dict[str, np.ndarray]:
-        """The batch's model inputs padded to `width` (a multiple of 8 that may exceed the longest window)."""
+        def run(feed: dict[str, np.ndarray]) -> list[np.ndarray]:
+            with _timed(profile, "run"):
+                return runtime.run(self.session, feed, device)
+
+        def finish(call: tuple[_Chunk, np.ndarray, int], logits: list[np.ndarray]) -> None:
+            with _timed(profile, "decode"):
+                part, rows, _ = call
+                part.add(rows, logits[0], logits[1])
+                if part.calls_left == 0:
+                    results.extend(part.answers())
+
+        overlapped(calls(), prepare, run, finish, self.settings.overlaps())
+        return results
+
+    def _feed(self, w: Windows, rows: np.ndarray, width: int, shapes: Shapes) -> dict[str, np.ndarray]:
+        """The call's model inputs: `rows` padded to the device's row count with copies of the first row, and
+        columns to `width` (which may exceed the longest window) with the pad id and zeros."""
+        n = shapes.rows(len(rows))
+        if n > len(rows):
+            rows = np.concatenate([rows, np.full(n - len(rows), rows[0])])
+        cols = min(width, w.input_ids.shape[1])
         arrays = {"input_ids": w.input_ids, "attention_mask": w.attention_mask, "token_type_ids": w.token_type_ids}
         feed = {}
         for name in self.settings.input_names:
-            src = arrays[name][rows, : min(width, arrays[name].shape[1])]
-            if src.shape[1] < width:
-                fill = self.tokenizer.template.pad_id if name == "input_ids" else 0
-                src = np.pad(src, ((0, 0), (0, width - src.shape[1])), constant_values=fill)
-            feed[name] = np.ascontiguousarray(src)
+            out = np.full((n, width), self.tokenizer.template.pad_id if name == "input_ids" else 0, dtype=np.int64)
+            out[:, :cols] = arrays[name][rows, :cols]
+            feed[name] = out
         return feed
+
+    def warmup(self, batch_sizes: Sequence[int] | None = None) -> float:
+        """Run each model-call width once at batch 1 and at the batch size (or at `batch_sizes`), so that no request
+        pays a shape's first-call cost (about 80 ms per new shape on CUDA); returns the seconds it took."""
+        shapes = self.settings.shapes(self.settings.batch_size)
+        widths = shapes.widths or (self.settings.window.max_length,)
+        sizes = sorted({shapes.rows(b) for b in (batch_sizes or (1, self.settings.batch_size))})
+        t0 = time.perf_counter()
+        for width in widths:
+            for rows in sizes:
+                feed = {name: np.full((rows, width), self.tokenizer.template.pad_id if name == "input_ids" else
+                                      int(name == "attention_mask"), dtype=np.int64)
+                        for name in self.settings.input_names}
+                runtime.run(self.session, feed, self.settings.device)
+        seconds = time.perf_counter() - t0
+        log.info("warm-up: %d shapes (widths %s x rows %s) in %.2f s", len(widths) * len(sizes),
+                 ",".join(map(str, widths)), ",".join(map(str, sizes)), seconds)
+        return seconds
+
+
+class _Chunk:
+    """One chunk of an answer_batch call: its windows, the spans decoded so far, and the calls still to come."""
+
+    def __init__(self, windows: Windows, contexts: list[str], decode: DecodeConfig):
+        n, k = len(windows), decode.top_k
+        self.windows, self.contexts, self.decode = windows, contexts, decode
+        self.softmax_mask = windows.softmax_mask()
+        self.spans = WindowSpans(np.zeros((n, k), dtype=np.int64), np.zeros((n, k), dtype=np.int64),
+                                 np.full((n, k), -np.inf, dtype=np.float32), np.zeros(n, dtype=np.float32))
+        self.calls_left = 0
+
+    def add(self, rows: np.ndarray, start_logits: np.ndarray, end_logits: np.ndarray) -> None:
+        """Decode one call's logits (padding rows and columns beyond the windows dropped) into the rows' spans."""
+        w, s, cols = self.windows, self.spans, min(start_logits.shape[1], self.windows.input_ids.shape[1])
+        n = len(rows)
+        ws = best_spans(start_logits[:n, :cols], end_logits[:n, :cols], self.softmax_mask[rows, :cols],
+                        w.context_mask[rows, :cols], self.decode.max_answer_length, self.decode.top_k)
+        s.starts[rows], s.ends[rows], s.scores[rows], s.null_scores[rows] = ws.starts, ws.ends, ws.scores, ws.null_scores
+        self.calls_left -= 1
+
+    def answers(self) -> list[AnswerResult]:
+        """The chunk's answers in question order, once every call is decoded."""
+        d = self.decode
+        merged = merge_answers(self.spans, self.windows.offsets, self.windows.example_index, self.contexts,
+                               d.top_k, d.handle_impossible_answer)
+        return [_format(answers, d.top_k) for answers in merged]
 
 
 def _format(answers: list[Answer], top_k: int) -> AnswerResult:

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from qa_engine import QAEngine, runtime
+from qa_engine.batching import Shapes
 from qa_engine.manifest import Manifest
 
 SEEDS = [
@@ -249,7 +250,7 @@ def test_manifest_from_a_newer_version_is_refused(tiny_artifact, tmp_path):
 def test_io_binding_path_gives_the_plain_run_outputs(engine):
     """The CUDA path's IO binding, exercised on the CPU provider (no GPU needed)."""
     w = engine.tokenizer.windows([SEEDS[0][0]] * 3, [SEEDS[0][1]] * 3)
-    feed = engine._feed(w, np.arange(3), 24)
+    feed = engine._feed(w, np.arange(3), 24, Shapes())
     plain = runtime.run(engine.session, feed, "cpu")
     bound = runtime.run(engine.session, feed, "cuda")
     for a, b in zip(plain, bound):

@@ -1,0 +1,147 @@
+"""The CUDA path's host logic, run on the CPU provider: fixed shapes, warm-up, chunked tokenization, overlap."""
+from __future__ import annotations
+
+import threading
+from dataclasses import replace
+
+import pytest
+
+from qa_engine import QAEngine, runtime
+from qa_engine.batching import Shapes, plan_batches
+
+
+@pytest.fixture(scope="module")
+def cpu_engine(tiny_artifact) -> QAEngine:
+    return QAEngine.from_pretrained(tiny_artifact, provider="cpu", precision="fp32")
+
+
+@pytest.fixture(scope="module")
+def pairs() -> tuple[list[str], list[str]]:
+    from train.synthetic import generate
+
+    records = generate(40, seed=11, split="heldout")
+    questions = [r["question"] for r in records]
+    contexts = [r["context"] for r in records]
+    long = " ".join(dict.fromkeys(contexts))  # several windows at max_length
+    return questions + questions[:6], contexts + [long] * 6
+
+
+def same_answers(got: list[dict], want: list[dict]) -> bool:
+    """Same spans; scores equal up to float rounding (another padded width changes the fp32 sums slightly)."""
+    return len(got) == len(want) and all(
+        (g["answer"], g["start"], g["end"]) == (w["answer"], w["start"], w["end"])
+        and g["score"] == pytest.approx(w["score"], rel=1e-5) for g, w in zip(got, want))
+
+
+def as_cuda(engine: QAEngine, **settings) -> QAEngine:
+    """The same session and tokenizer with the settings a CUDA engine gets; runtime.run takes the IO-binding path."""
+    return QAEngine(engine.session, engine.tokenizer, replace(engine.settings, device="cuda", **settings))
+
+
+@pytest.fixture
+def calls(monkeypatch) -> list[tuple[int, int, str]]:
+    """(rows, width, thread) of every model call."""
+    seen: list[tuple[int, int, str]] = []
+    real = runtime.run
+
+    def run(session, feed, device):
+        rows, width = feed["input_ids"].shape
+        seen.append((rows, width, threading.current_thread().name))
+        return real(session, feed, device)
+
+    monkeypatch.setattr(runtime, "run", run)
+    return seen
+
+
+def test_cuda_shapes_are_a_few_widths_and_powers_of_two():
+    s = Shapes.for_device("cuda", 384, 32)
+    assert s.widths == (64, 128, 192, 256, 320, 384)
+    assert s.batch_sizes == (1, 2, 4, 8, 16, 32)
+    assert [s.width(n) for n in (1, 64, 65, 383)] == [64, 64, 128, 384]
+    assert [s.rows(n) for n in (1, 3, 17, 32)] == [1, 4, 32, 32]
+    odd = Shapes.for_device("cuda", 200, 48)
+    assert odd.widths == (64, 128, 192, 200) and odd.batch_sizes[-2:] == (32, 48)
+    cpu = Shapes.for_device("cpu", 384, 32)
+    assert (cpu.width(65), cpu.rows(3)) == (72, 3)
+    with pytest.raises(ValueError, match="exceeds the widest shape 384"):
+        s.width(385)
+
+
+def test_plan_uses_the_allowed_widths():
+    import numpy as np
+
+    lengths = np.array([10, 70, 130, 384, 65, 5])
+    plan = list(plan_batches(lengths, 2, shapes=Shapes.for_device("cuda", 384, 2)))
+    assert [w for _, w in plan] == [384, 128, 64]  # (384, 130), (70, 65), (10, 5)
+    assert sorted(int(r) for rows, _ in plan for r in rows) == list(range(6))
+
+
+def test_cuda_settings_give_the_cpu_answers_in_allowed_shapes(cpu_engine, pairs, calls):
+    questions, contexts = pairs
+    want = cpu_engine.answer_batch(questions, contexts, batch_size=8)
+    calls.clear()
+    cuda = as_cuda(cpu_engine)
+    assert same_answers(cuda.answer_batch(questions, contexts, batch_size=8), want)
+    shapes = cuda.settings.shapes(8)
+    assert calls and all(r in shapes.batch_sizes and w in shapes.widths for r, w, _ in calls)
+    assert any(r > 1 for r, _, _ in calls)
+
+
+def test_overlap_on_cuda_runs_the_model_on_a_worker_thread(cpu_engine, pairs, calls):
+    questions, contexts = pairs
+    cuda = as_cuda(cpu_engine)
+    assert cuda.settings.overlaps() and not cpu_engine.settings.overlaps()
+    cuda.answer_batch(questions, contexts, batch_size=4)
+    assert {t for _, _, t in calls} != {threading.current_thread().name}
+
+
+def test_overlap_can_be_chosen_on_cpu_and_gives_the_same_answers(cpu_engine, pairs, calls):
+    questions, contexts = pairs
+    want = cpu_engine.answer_batch(questions, contexts, batch_size=4)
+    assert {t for _, _, t in calls} == {threading.current_thread().name}
+    calls.clear()
+    overlapping = QAEngine(cpu_engine.session, cpu_engine.tokenizer, replace(cpu_engine.settings, overlap=True))
+    assert same_answers(overlapping.answer_batch(questions, contexts, batch_size=4), want)
+    assert threading.current_thread().name not in {t for _, _, t in calls}
+
+
+def test_warmup_runs_each_width_at_batch_one_and_the_batch_size(cpu_engine, calls):
+    cuda = as_cuda(cpu_engine, batch_size=16)
+    seconds = cuda.warmup()
+    assert seconds > 0
+    widths = cuda.settings.shapes(16).widths
+    assert sorted((r, w) for r, w, _ in calls) == sorted((r, w) for w in widths for r in (1, 16))
+
+
+def test_after_a_full_warmup_no_call_meets_a_new_shape(cpu_engine, pairs, calls):
+    questions, contexts = pairs
+    cuda = as_cuda(cpu_engine, batch_size=8)
+    cuda.warmup(batch_sizes=cuda.settings.shapes(8).batch_sizes)
+    warm = {(r, w) for r, w, _ in calls}
+    calls.clear()
+    cuda.answer_batch(questions, contexts)
+    cuda.answer(questions[0], contexts[0])
+    assert {(r, w) for r, w, _ in calls} <= warm
+
+
+def test_large_calls_tokenize_in_chunks_and_start_the_model_early(cpu_engine, pairs, calls, monkeypatch):
+    questions, contexts = pairs
+    want = cpu_engine.answer_batch(questions, contexts, batch_size=64)
+    calls.clear()
+    events: list[str] = []
+    real_windows = cpu_engine.tokenizer.windows
+    monkeypatch.setattr(cpu_engine.tokenizer, "windows", lambda q, c: events.append("tokenize") or real_windows(q, c))
+    real_run = runtime.run
+    monkeypatch.setattr(runtime, "run", lambda s, f, d: events.append("run") or real_run(s, f, d))
+    got = cpu_engine.answer_batch(questions, contexts, batch_size=2)  # chunks of 8 questions
+    assert same_answers(got, want)  # chunk boundaries change no span (fp32: no batch-dependent quantization)
+    assert events.count("tokenize") == -(-len(questions) // 8)
+    assert events.index("run") < events.index("tokenize", 1)  # the first call ran before the second chunk was cut
+
+
+def test_from_pretrained_warms_up_when_asked_and_not_on_cpu_by_default(tiny_artifact, calls):
+    QAEngine.from_pretrained(tiny_artifact, provider="cpu", precision="fp32")
+    assert calls == []
+    engine = QAEngine.from_pretrained(tiny_artifact, provider="cpu", precision="fp32", warmup=True, batch_size=4)
+    assert sorted({(r, w) for r, w, _ in calls}) == [(1, engine.settings.window.max_length),
+                                                     (4, engine.settings.window.max_length)]
