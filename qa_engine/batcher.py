@@ -11,6 +11,7 @@ from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from .inputs import check_text
 from .types import AnswerResult
 
 if TYPE_CHECKING:
@@ -33,15 +34,6 @@ class _Request:
     context: str
     future: Future[AnswerResult] = field(default_factory=Future)
     enqueued: float = field(default_factory=time.monotonic)
-
-
-def _check(question: Any, context: Any) -> None:
-    """Reject input the engine would reject, before it can join (and fail) a batch."""
-    for name, value in (("question", question), ("context", context)):
-        if not isinstance(value, str):
-            raise ValueError(f"{name} must be a string, got {type(value).__name__}")
-        if not value.strip():
-            raise ValueError(f"{name} is empty")
 
 
 class MicroBatcher:
@@ -90,7 +82,8 @@ class MicroBatcher:
 
     def submit(self, question: str, context: str) -> Future[AnswerResult]:
         """Queue one question; the returned future resolves to the engine's answer dict (or its error)."""
-        _check(question, context)
+        check_text(question, "question")  # refused here, before it can join (and fail) a batch
+        check_text(context, "context")
         request = _Request(question, context)
         with self._cond:
             if self._closed:

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable, Iterator, TypeVar
 
 from .atomic import atomic_open
+from .records import output_record, summary, write_predictions
 from .squad import iter_examples
 from .types import AnswerResult
 
@@ -104,15 +105,13 @@ def _cmd_batch(args: argparse.Namespace) -> int:
     if bar is not None:
         bar.close()
     if args.predictions_json:
-        with atomic_open(args.predictions_json) as f:
-            json.dump(predictions, f, ensure_ascii=False, indent=1)
-    busy = answers.seconds
-    rate = answered / busy if busy else 0.0
-    log.info("answered %d questions in %.2f s: %.1f questions/s (%s on %s)", answered, busy, rate,
-             engine.settings.precision, engine.settings.device)
+        write_predictions(args.predictions_json, predictions)
+    done = summary(answered, answers.seconds)
+    log.info("answered %d questions in %.2f s: %.1f questions/s (%s on %s)", answered, answers.seconds,
+             done["questions_per_s"], engine.settings.precision, engine.settings.device)
     if args.print:
         _print_answers(predictions, expected, args.print)
-    print(json.dumps({"questions": answered, "seconds": round(busy, 3), "questions_per_s": round(rate, 2)}))
+    print(json.dumps(done))
     return 0
 
 
@@ -141,12 +140,6 @@ def _cmd_batch_ray(args: argparse.Namespace) -> int:
     )
     print(json.dumps(summary))
     return 0
-
-
-def output_record(qid: str, question: str, result: AnswerResult) -> dict[str, Any]:
-    """One output row of `batch`: id, question, the best answer's fields, and the top_k list when asked."""
-    flat: dict[str, Any] = {**result} if isinstance(result, dict) else {**result[0], "top_k": result}
-    return {"id": qid, "question": question, **flat}
 
 
 def _add_answer(sub: argparse._SubParsersAction) -> None:

@@ -16,6 +16,7 @@ from . import hub, runtime
 from .batching import Shapes, plan_batches
 from .config import DecodeConfig, WindowConfig
 from .features import Windows, WindowTokenizer
+from .inputs import check_texts
 from .manifest import Manifest, sha256_file
 from .overlap import overlapped
 from .spans import Answer, WindowSpans, best_spans, merge_answers
@@ -67,14 +68,6 @@ class EngineSettings:
 SETTABLE = {f.name for f in fields(EngineSettings)} - {"window", "decode", "input_names", "precision", "device"}
 
 
-def _check_texts(name: str, values: Sequence[object], first: int = 0) -> None:
-    for i, v in enumerate(values, first):
-        if not isinstance(v, str):
-            raise ValueError(f"{name} {i} must be a string, got {type(v).__name__}")
-        if not v.strip():
-            raise ValueError(f"{name} {i} is empty")
-
-
 def _unpack(block: list[Any], first: int) -> tuple[list[str], list[str]]:
     """Questions and contexts of a chunk of answer_stream's input; errors name the pair's position in the stream."""
     questions, contexts = [], []
@@ -90,8 +83,8 @@ def _unpack(block: list[Any], first: int) -> tuple[list[str], list[str]]:
                              f"got {type(item).__name__}")
         questions.append(question)
         contexts.append(context)
-    _check_texts("question", questions, first)
-    _check_texts("context", contexts, first)
+    check_texts("question", questions, first)
+    check_texts("context", contexts, first)
     return questions, contexts
 
 
@@ -244,8 +237,8 @@ class QAEngine:
         questions, contexts = list(questions), list(contexts)
         if len(questions) != len(contexts):
             raise ValueError(f"{len(questions)} questions but {len(contexts)} contexts")
-        _check_texts("question", questions)
-        _check_texts("context", contexts)
+        check_texts("question", questions)
+        check_texts("context", contexts)
         default = self.settings.decode
         decode = DecodeConfig(
             default.max_answer_length if max_answer_length is None else max_answer_length,

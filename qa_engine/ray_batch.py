@@ -15,8 +15,8 @@ from typing import Any, Iterator
 import numpy as np
 
 from .atomic import atomic_open
-from .commands import output_record
 from .hub import is_repo_id
+from .records import output_record, summary, write_predictions
 from .squad import iter_examples
 
 log = logging.getLogger(__name__)
@@ -140,8 +140,6 @@ def answer_dataset_ray(
         if started:
             ray.shutdown()
     if predictions_path:
-        with atomic_open(predictions_path) as f:
-            json.dump(predictions, f, ensure_ascii=False, indent=1)
+        write_predictions(predictions_path, predictions)
     log.info("answered %d questions on %d Ray workers in %.2f s", len(items), num_workers, seconds)
-    return {"questions": len(items), "seconds": round(seconds, 3), "questions_per_s": round(len(items) / seconds, 2),
-            "workers": num_workers}
+    return {**summary(len(items), seconds), "workers": num_workers}

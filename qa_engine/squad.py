@@ -7,6 +7,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
+from .inputs import check_text
+
 log = logging.getLogger(__name__)
 
 REPAIR_RADIUS = 64  # characters around a wrong answer_start searched for the answer text
@@ -29,11 +31,10 @@ class Example:
 
 
 def _check_text(value: Any, what: str, where: str) -> str:
-    if not isinstance(value, str):
-        raise DataError(f"{where}: {what} must be a string, got {type(value).__name__}")
-    if not value.strip():
-        raise DataError(f"{where}: {what} is empty")
-    return value
+    try:
+        return check_text(value, what)
+    except ValueError as e:
+        raise DataError(f"{where}: {e}") from None
 
 
 def _answers(raw: Any, where: str) -> tuple[list[str], list[int]]:

@@ -1,0 +1,19 @@
+"""Checks of the texts people hand the engine, one rule for every entry point (engine, micro-batcher, data files)."""
+from __future__ import annotations
+
+from typing import Iterable
+
+
+def check_text(value: object, what: str) -> str:
+    """`value` when it is a string with something besides whitespace, else ValueError naming `what`."""
+    if not isinstance(value, str):
+        raise ValueError(f"{what} must be a string, got {type(value).__name__}")
+    if not value.strip():
+        raise ValueError(f"{what} is empty")
+    return value
+
+
+def check_texts(name: str, values: Iterable[object], first: int = 0) -> None:
+    """check_text on each value, named `name` and its position counted from `first` ('question 3')."""
+    for i, value in enumerate(values, first):
+        check_text(value, f"{name} {i}")
