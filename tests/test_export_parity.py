@@ -125,7 +125,7 @@ def test_large_logits_checkpoint_exports_and_validates(large_logits_checkpoint: 
     out = pipeline.export_artifact(large_logits_checkpoint, tmp_path / "art", precisions=("fp32", "int8"),
                                    max_validation=64)
     fp32 = Manifest.read(out).variants["fp32"]
-    assert fp32.validated and fp32.validation["answers_identical"] == 1.0
+    assert fp32.validated
     assert fp32.validation["max_abs_logit"] > 5.0
     assert fp32.validation["max_abs_diff"] > 1e-4  # what the old fixed limit refused
     assert fp32.validation["max_abs_diff"] <= fp32.validation["limit"]
