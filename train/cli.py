@@ -13,7 +13,7 @@ _FIELDS = {"eval_data": "eval_dataset", "test_data": "test_dataset"}
 def _cmd_train(args: argparse.Namespace) -> int:
     from .trainer import train
 
-    given = {k: v for k, v in vars(args).items() if k not in ("command", "func", "verbose") and v is not None}
+    given = {k: v for k, v in vars(args).items() if k not in ("command", "func", "verbose", "argv") and v is not None}
     cfg = TrainConfig(**{_FIELDS.get(k, k): v for k, v in given.items()})
     print(train(cfg))
     return 0
