@@ -164,6 +164,17 @@ def test_family_exports_fused_and_answers_like_the_pipeline(
         assert o["score"] == pytest.approx(t["score"], rel=1e-3, abs=1e-6)
         assert o["answer"] and context[o["start"] : o["end"]] == o["answer"]
 
+    # the PyTorch model itself: a span may differ only where two nearly tie (fp32 rounding), so allow 2 of 21
+    from transformers import AutoModelForQuestionAnswering, AutoTokenizer, pipeline
+
+    torch_qa = pipeline("question-answering", model=AutoModelForQuestionAnswering.from_pretrained(checkpoint),
+                        tokenizer=AutoTokenizer.from_pretrained(checkpoint))
+    torch_answers = torch_qa(question=questions, context=contexts, align_to_words=False, max_answer_len=30,
+                             max_seq_len=window.max_length, doc_stride=window.doc_stride, batch_size=16)
+    same = [(o["answer"], o["start"], o["end"]) == (t["answer"], t["start"], t["end"])
+            for o, t in zip(ours, torch_answers)]
+    assert sum(same) >= len(same) - 2
+
 
 @slow
 @pytest.mark.parametrize("family", FAMILIES)
