@@ -65,22 +65,23 @@ def profile_engine(artifact: Path, precision: str, work: Workload, shape: ModelS
 
     from qa_engine import runtime
     from qa_engine.engine import QAEngine
+    from qa_engine.runners import OnnxRunner
 
-    from .systems import CountingSession
+    from .systems import counted
 
-    engine = QAEngine.from_pretrained(artifact, provider="cpu", precision=precision, verify=False)
+    loaded = QAEngine.from_pretrained(artifact, provider="cpu", precision=precision, verify=False)
     model_file = artifact / json.loads((artifact / "qa_engine.json").read_text())["variants"][precision]["file"]
     with tempfile.TemporaryDirectory(prefix="ort-profile-") as tmp:
         options = runtime.session_options()
         options.enable_profiling = True
         options.profile_file_prefix = str(Path(tmp) / precision)
         session = ort.InferenceSession(str(model_file), sess_options=options, providers=[runtime.CPU])
-        warmup = TokenCounts()
-        engine.session = CountingSession(session, warmup)
-        engine.answer_batch(work.questions[:batch_size], work.contexts[:batch_size], batch_size=batch_size)
-        measured = TokenCounts()
-        engine.session = CountingSession(session, measured)
-        engine.answer_batch(work.questions, work.contexts, batch_size=batch_size)
+        engine = QAEngine(OnnxRunner(session, "cpu", precision, loaded.runner.input_names), loaded.tokenizer,
+                          loaded.settings)
+        warmup, measured = TokenCounts(), TokenCounts()
+        counted(engine, warmup).answer_batch(work.questions[:batch_size], work.contexts[:batch_size],
+                                             batch_size=batch_size)
+        counted(engine, measured).answer_batch(work.questions, work.contexts, batch_size=batch_size)
         trace = json.loads(Path(session.end_profiling()).read_text())
     summary = summarize_trace(trace, skip_runs=warmup.calls)
     summary.update(op_rates(summary["ops"], shape, measured.as_dict()), tokens=measured.as_dict())

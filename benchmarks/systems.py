@@ -165,43 +165,12 @@ def load_optimum(spec: SystemSpec, model_dir: Path, file_name: str) -> Runner:
     return _hf_pipeline_runner(spec, pipe, TokenCounts())
 
 
-class CountingSession:
-    """Wraps an onnxruntime session to count the shapes the engine feeds it, through `run` (CPU) or through
-    the IO binding the engine runs CUDA calls with."""
+def counted(engine, counts: TokenCounts):
+    """The same engine with its model runner wrapped to count every call's tokens (CPU and CUDA alike)."""
+    from qa_engine.engine import QAEngine
+    from qa_engine.runners import CountingRunner
 
-    def __init__(self, session, counts: TokenCounts):
-        self._session = session
-        self._counts = counts
-
-    def run(self, output_names, feed, *args, **kwargs):
-        self._counts.add(feed["attention_mask"])
-        return self._session.run(output_names, feed, *args, **kwargs)
-
-    def io_binding(self):
-        return CountingBinding(self._session.io_binding(), self._counts)
-
-    def run_with_iobinding(self, binding, *args, **kwargs):
-        inner = binding._binding if isinstance(binding, CountingBinding) else binding
-        return self._session.run_with_iobinding(inner, *args, **kwargs)
-
-    def __getattr__(self, name):
-        return getattr(self._session, name)
-
-
-class CountingBinding:
-    """Wraps an onnxruntime IOBinding: counts the attention mask when it is bound, once per model call."""
-
-    def __init__(self, binding, counts: TokenCounts):
-        self._binding = binding
-        self._counts = counts
-
-    def bind_cpu_input(self, name, array):
-        if name == "attention_mask":
-            self._counts.add(array)
-        return self._binding.bind_cpu_input(name, array)
-
-    def __getattr__(self, name):
-        return getattr(self._binding, name)
+    return QAEngine(CountingRunner(engine.runner, counts.add), engine.tokenizer, engine.settings)
 
 
 def engine_load_options(from_pretrained: Callable, device: str) -> dict:
@@ -218,7 +187,7 @@ def load_engine(spec: SystemSpec, artifact_dir: Path) -> Runner:
     engine = QAEngine.from_pretrained(artifact_dir, provider=spec.device, precision=spec.precision, **options)
     warmup_s = engine.warmup() if spec.device == "cuda" and not options else None
     counts, profile = TokenCounts(), {}
-    engine.session = CountingSession(engine.session, counts)
+    engine = counted(engine, counts)
 
     def answer(questions, contexts, batch_size):
         return engine.answer_batch(questions, contexts, batch_size=batch_size, profile=profile)

@@ -19,6 +19,7 @@ from .features import Windows, WindowTokenizer
 from .inputs import check_texts
 from .manifest import Manifest, sha256_file
 from .overlap import overlapped
+from .runners import Logits, ModelRunner, OnnxRunner
 from .spans import Answer, WindowSpans, best_spans, merge_answers
 from .types import AnswerDict, AnswerResult
 
@@ -42,7 +43,6 @@ class EngineSettings:
     decode: DecodeConfig = DecodeConfig()
     batch_size: int = 32
     token_budget: int | None = None  # padded tokens per model call; None: the device default (see budget)
-    input_names: tuple[str, ...] = ("input_ids", "attention_mask")
     precision: str = "fp32"
     device: str = "cpu"
     overlap: bool | None = None  # host work beside the model run (None: on CUDA only, see `overlaps`)
@@ -65,7 +65,7 @@ class EngineSettings:
 
 
 # EngineSettings fields from_pretrained takes as keyword arguments (the others come from the artifact and device)
-SETTABLE = {f.name for f in fields(EngineSettings)} - {"window", "decode", "input_names", "precision", "device"}
+SETTABLE = {f.name for f in fields(EngineSettings)} - {"window", "decode", "precision", "device"}
 
 
 def _unpack(block: list[Any], first: int) -> tuple[list[str], list[str]]:
@@ -97,10 +97,11 @@ def _timed(profile: dict | None, stage: str) -> Iterator[None]:
 
 
 class QAEngine:
-    """Holds one onnxruntime session, one tokenizer and settings; safe to share between threads."""
+    """Holds one model runner (an onnxruntime session as loaded), one tokenizer and settings; safe to share
+    between threads."""
 
-    def __init__(self, session: ort.InferenceSession, tokenizer: WindowTokenizer, settings: EngineSettings):
-        self.session = session
+    def __init__(self, runner: ModelRunner, tokenizer: WindowTokenizer, settings: EngineSettings):
+        self.runner = runner
         self.tokenizer = tokenizer
         self.settings = settings
 
@@ -164,11 +165,11 @@ class QAEngine:
             raise TypeError(f"from_pretrained() got unexpected keyword arguments: {', '.join(unknown)}")
         session, chosen, device = _open_session(artifact, provider, precision, intra_op_threads, verify)
         settings = EngineSettings(
-            window=window, decode=decode, input_names=tuple(manifest.input_names),
-            precision=chosen, device=device, **overrides,
+            window=window, decode=decode, precision=chosen, device=device, **overrides,
         )
         log.info("loaded %s (%s on %s)", path_or_repo_id, chosen, device)
-        engine = cls(session, WindowTokenizer.from_file(tok_path, window), settings)
+        runner = OnnxRunner(session, device, chosen, tuple(manifest.input_names))
+        engine = cls(runner, WindowTokenizer.from_file(tok_path, window), settings)
         if device == "cuda" if warmup is None else warmup:
             engine.warmup()
         return engine
@@ -253,7 +254,7 @@ class QAEngine:
                  profile: dict[str, float] | None) -> list[AnswerResult]:
         """Tokenize in chunks, run length-bucketed model calls (overlapped with host work where that pays) and
         answer each chunk's questions once its last call is decoded."""
-        shapes, budget, device = self.settings.shapes(batch_size), self.settings.budget(batch_size), self.settings.device
+        shapes, budget = self.settings.shapes(batch_size), self.settings.budget(batch_size)
         chunk = TOKENIZE_CHUNK_BATCHES * batch_size
         results: list[AnswerResult] = []
 
@@ -271,11 +272,11 @@ class QAEngine:
             with _timed(profile, "bucket"):
                 return self._feed(call[0].windows, call[1], call[2], shapes)
 
-        def run(feed: dict[str, np.ndarray]) -> list[np.ndarray]:
+        def run(feed: dict[str, np.ndarray]) -> Logits:
             with _timed(profile, "run"):
-                return runtime.run(self.session, feed, device)
+                return self.runner.run(feed)
 
-        def finish(call: tuple[_Chunk, np.ndarray, int], logits: list[np.ndarray]) -> None:
+        def finish(call: tuple[_Chunk, np.ndarray, int], logits: Logits) -> None:
             with _timed(profile, "decode"):
                 part, rows, _ = call
                 part.add(rows, logits[0], logits[1])
@@ -294,7 +295,7 @@ class QAEngine:
         cols = min(width, w.input_ids.shape[1])
         arrays = {"input_ids": w.input_ids, "attention_mask": w.attention_mask, "token_type_ids": w.token_type_ids}
         feed = {}
-        for name in self.settings.input_names:
+        for name in self.runner.input_names:
             out = np.full((n, width), self.tokenizer.template.pad_id if name == "input_ids" else 0, dtype=np.int64)
             out[:, :cols] = arrays[name][rows, :cols]
             feed[name] = out
@@ -311,8 +312,8 @@ class QAEngine:
             for rows in sizes:
                 feed = {name: np.full((rows, width), self.tokenizer.template.pad_id if name == "input_ids" else
                                       int(name == "attention_mask"), dtype=np.int64)
-                        for name in self.settings.input_names}
-                runtime.run(self.session, feed, self.settings.device)
+                        for name in self.runner.input_names}
+                self.runner.run(feed)
         seconds = time.perf_counter() - t0
         log.info("warm-up: %d shapes (widths %s x rows %s) in %.2f s", len(widths) * len(sizes),
                  ",".join(map(str, widths)), ",".join(map(str, sizes)), seconds)

@@ -1,7 +1,7 @@
 """Answer questions with a model served by Triton: qa-engine's windows and span decoding around a remote infer call.
 
 The model call is the only remote step: questions are cut into windows, length-bucketed and decoded
-here exactly as `QAEngine` does it, because a `TritonSession` stands in for the onnxruntime session.
+here exactly as `QAEngine` does it, with the remote call as the engine's model runner.
 """
 from __future__ import annotations
 
@@ -15,21 +15,12 @@ from .config import DecodeConfig, WindowConfig
 from .engine import EngineSettings, QAEngine
 from .features import WindowTokenizer
 from .manifest import Manifest
+from .runners import CallRunner
 from .types import AnswerResult
 
 log = logging.getLogger(__name__)
 
 Infer = Callable[[dict[str, np.ndarray]], Sequence[np.ndarray]]  # model inputs -> (start_logits, end_logits)
-
-
-class TritonSession:
-    """Quacks like an onnxruntime session for QAEngine: `run(None, feed)` is one call of `infer`."""
-
-    def __init__(self, infer: Infer):
-        self.infer = infer
-
-    def run(self, output_names: Sequence[str] | None, feed: dict[str, np.ndarray]) -> list[np.ndarray]:
-        return list(self.infer(feed))
 
 
 def http_infer(url: str, model_name: str, output_names: Sequence[str], **client_kwargs: Any) -> Infer:
@@ -70,11 +61,11 @@ class TritonQAClient:
             window=window,
             decode=DecodeConfig(max_answer_length=manifest.max_answer_length),
             batch_size=max_batch_size,
-            input_names=tuple(manifest.input_names),
             device="triton",
         )
         tokenizer = WindowTokenizer.from_file(artifact_dir / manifest.tokenizer_file, window)
-        self.engine = QAEngine(TritonSession(infer), tokenizer, settings)
+        runner = CallRunner(infer, tuple(manifest.input_names), device="triton")
+        self.engine = QAEngine(runner, tokenizer, settings)
 
     @classmethod
     def connect(

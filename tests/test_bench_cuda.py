@@ -15,7 +15,7 @@ from benchmarks.cli import bench_config, register
 from benchmarks.flops import ModelShape, TokenCounts
 from benchmarks.report import console_table, render_markdown, write_report
 from benchmarks.run import BenchConfig, Job, job_spec, plan_jobs
-from benchmarks.systems import SYSTEMS, CountingSession, Runner, baseline_for, engine_load_options, systems_for
+from benchmarks.systems import SYSTEMS, Runner, baseline_for, counted, engine_load_options, systems_for
 
 CPU_SYSTEMS = ("hf-fp32", "hf-bf16", "optimum-fp32", "optimum-int8", "engine-fp32", "engine-int8")
 CUDA_SYSTEMS = ("hf-cuda-fp16", "hf-cuda-fp32", "optimum-cuda-fp32", "engine-cuda-fp16", "engine-cuda-fp32")
@@ -139,26 +139,28 @@ def test_bench_cuda_with_a_gpu_goes_on_to_the_run(monkeypatch, tmp_path):
         args.func(args)
 
 
-def test_counting_session_counts_calls_made_through_io_binding():
+def test_counted_engine_counts_every_model_call_on_cpu_and_cuda_paths():
     import onnxruntime as ort
     from onnx import TensorProto, helper
 
-    from qa_engine import runtime
+    from qa_engine.engine import EngineSettings, QAEngine
+    from qa_engine.runners import OnnxRunner
 
     graph = helper.make_graph(
-        [helper.make_node("Add", ["input_ids", "attention_mask"], ["y"])], "count",
+        [helper.make_node("Identity", ["attention_mask"], ["s"]), helper.make_node("Identity", ["attention_mask"], ["e"]),
+         helper.make_node("Add", ["input_ids", "attention_mask"], ["unused"])], "count",
         [helper.make_tensor_value_info(n, TensorProto.INT64, ["b", "l"]) for n in ("input_ids", "attention_mask")],
-        [helper.make_tensor_value_info("y", TensorProto.INT64, ["b", "l"])])
+        [helper.make_tensor_value_info(n, TensorProto.INT64, ["b", "l"]) for n in ("s", "e")])
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
     session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
-    counts = TokenCounts()
-    counted = CountingSession(session, counts)
     feed = {"input_ids": np.arange(8, dtype=np.int64).reshape(2, 4),
             "attention_mask": np.array([[1, 1, 1, 0], [1, 1, 0, 0]], dtype=np.int64)}
-    (y,) = runtime.run(counted, feed, "cuda")  # the engine's CUDA path: IO binding
-    np.testing.assert_array_equal(y, feed["input_ids"] + feed["attention_mask"])
-    runtime.run(counted, feed, "cpu")
-    assert counts.calls == 2 and counts.real == 10 and counts.padded == 16
+    for device in ("cuda", "cpu"):  # cuda: the engine's IO-binding path, run here on the CPU provider
+        engine = QAEngine(OnnxRunner(session, device), None, EngineSettings(device=device))
+        counts = TokenCounts()
+        start, _ = counted(engine, counts).runner.run(feed)
+        np.testing.assert_array_equal(start, feed["attention_mask"])
+        assert counts.calls == 1 and counts.real == 5 and counts.padded == 8
 
 
 def test_engine_is_asked_for_its_load_warmup_on_cuda_only_where_it_has_the_option():

@@ -11,6 +11,7 @@ import pytest
 from qa_engine import QAEngine, runtime
 from qa_engine.batching import Shapes
 from qa_engine.manifest import Manifest
+from qa_engine.runners import CallRunner
 
 SEEDS = [
     ("철수는 어디에 삽니까?", "철수는 서울에 삽니다.", "서울"),
@@ -162,7 +163,7 @@ def test_auto_falls_back_to_cpu_with_one_log_line(tiny_artifact, monkeypatch, ca
 
 def test_explicit_provider_list_and_unknown_provider(tiny_artifact):
     eng = QAEngine.from_pretrained(tiny_artifact, provider=["CPUExecutionProvider"], precision="fp32")
-    assert eng.session.get_providers() == ["CPUExecutionProvider"]
+    assert eng.runner.session.get_providers() == ["CPUExecutionProvider"]
     with pytest.raises(ValueError, match="provider"):
         QAEngine.from_pretrained(tiny_artifact, provider="tpu")
     with pytest.raises(ValueError, match="precision"):
@@ -251,14 +252,15 @@ def test_io_binding_path_gives_the_plain_run_outputs(engine):
     """The CUDA path's IO binding, exercised on the CPU provider (no GPU needed)."""
     w = engine.tokenizer.windows([SEEDS[0][0]] * 3, [SEEDS[0][1]] * 3)
     feed = engine._feed(w, np.arange(3), 24, Shapes())
-    plain = runtime.run(engine.session, feed, "cpu")
-    bound = runtime.run(engine.session, feed, "cuda")
+    plain = runtime.run(engine.runner.session, feed, "cpu")
+    bound = runtime.run(engine.runner.session, feed, "cuda")
     for a, b in zip(plain, bound):
         np.testing.assert_array_equal(a, b)
 
 
-def _engine_with_pad_id(pad_id, device):
-    """An engine whose tokenizer's [PAD] is `pad_id` (neither 0 nor 1), with no model: runtime.run is faked."""
+def _engine_with_pad_id(pad_id, device, feeds):
+    """An engine whose tokenizer's [PAD] is `pad_id` (neither 0 nor 1), with a stand-in model that records every
+    feed into `feeds` and returns zero logits."""
     from tokenizers import Tokenizer, models, pre_tokenizers, processors
 
     from qa_engine.engine import EngineSettings
@@ -274,23 +276,21 @@ def _engine_with_pad_id(pad_id, device):
         single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B:1 [SEP]:1",
         special_tokens=[("[CLS]", vocab["[CLS]"]), ("[SEP]", vocab["[SEP]"])],
     )
-    settings = EngineSettings(input_names=("input_ids", "attention_mask", "token_type_ids"), device=device)
-    return QAEngine(None, WindowTokenizer(tok), settings)
+    def run(feed):
+        feeds.append({name: array.copy() for name, array in feed.items()})
+        logits = np.zeros(feed["input_ids"].shape, np.float32)
+        return logits, logits
+
+    runner = CallRunner(run, ("input_ids", "attention_mask", "token_type_ids"), device)
+    return QAEngine(runner, WindowTokenizer(tok), EngineSettings(device=device))
 
 
 @pytest.mark.parametrize("device", ["cpu", "cuda"])
-def test_padded_feed_columns_hold_the_pad_id(monkeypatch, device):
+def test_padded_feed_columns_hold_the_pad_id(device):
     """Every column a model call pads (past a window's end, up to the call's width) holds the tokenizer's pad id
     in input_ids and 0 in attention_mask and token_type_ids; the real tokens are the windows' own."""
-    engine = _engine_with_pad_id(3, device)
-    feeds = []
-
-    def fake_run(session, feed, run_device):
-        feeds.append({name: array.copy() for name, array in feed.items()})
-        logits = np.zeros(feed["input_ids"].shape, np.float32)
-        return [logits, logits]
-
-    monkeypatch.setattr(runtime, "run", fake_run)
+    feeds: list[dict] = []
+    engine = _engine_with_pad_id(3, device, feeds)
     questions = [q for q, _, _ in SEEDS] * 3
     contexts = [c * (1 + i) for i, (_, c, _) in enumerate(SEEDS * 3)]  # windows of six different lengths
     engine.answer_batch(questions, contexts, batch_size=2)

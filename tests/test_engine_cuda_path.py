@@ -8,6 +8,7 @@ import pytest
 
 from qa_engine import QAEngine, runtime
 from qa_engine.batching import Shapes, plan_batches
+from qa_engine.runners import OnnxRunner
 
 
 @pytest.fixture(scope="module")
@@ -35,7 +36,8 @@ def same_answers(got: list[dict], want: list[dict]) -> bool:
 
 def as_cuda(engine: QAEngine, **settings) -> QAEngine:
     """The same session and tokenizer with the settings a CUDA engine gets; runtime.run takes the IO-binding path."""
-    return QAEngine(engine.session, engine.tokenizer, replace(engine.settings, device="cuda", **settings))
+    runner = OnnxRunner(engine.runner.session, "cuda", engine.runner.precision, engine.runner.input_names)
+    return QAEngine(runner, engine.tokenizer, replace(engine.settings, device="cuda", **settings))
 
 
 @pytest.fixture
@@ -100,7 +102,7 @@ def test_overlap_can_be_chosen_on_cpu_and_gives_the_same_answers(cpu_engine, pai
     want = cpu_engine.answer_batch(questions, contexts, batch_size=4)
     assert {t for _, _, t in calls} == {threading.current_thread().name}
     calls.clear()
-    overlapping = QAEngine(cpu_engine.session, cpu_engine.tokenizer, replace(cpu_engine.settings, overlap=True))
+    overlapping = QAEngine(cpu_engine.runner, cpu_engine.tokenizer, replace(cpu_engine.settings, overlap=True))
     assert same_answers(overlapping.answer_batch(questions, contexts, batch_size=4), want)
     assert threading.current_thread().name not in {t for _, _, t in calls}
 

@@ -88,7 +88,7 @@ def test_decode_settings_given_at_load_time_take_effect(tiny_artifact: Path, eng
                for r in results)  # max_answer_length=1: one-token answers
     assert engine.answer(question, context)["answer"] == expected
     assert isinstance(loaded.answer(question, context, top_k=1), dict)  # a call argument still wins
-    with_impossible = QAEngine(engine.session, engine.tokenizer,
+    with_impossible = QAEngine(engine.runner, engine.tokenizer,
                                replace(engine.settings, decode=DecodeConfig(top_k=50, handle_impossible_answer=True)))
     assert "" in [a["answer"] for a in with_impossible.answer(question, context)]  # the no-answer candidate
     assert "" not in [a["answer"] for a in engine.answer(question, context, top_k=50)]
