@@ -89,9 +89,9 @@ def export_artifact(
     """Export, fuse, quantize and validate a QA checkpoint into `output_dir`; nothing is left half-written.
 
     The unfused ONNX export must match PyTorch and the fused fp32 graph the unfused one, each within
-    max |Δ logits| <= atol + rtol * max |logits| and with identical answers (else ParityError; the defaults
-    come from measurements in export/VALIDATION.md); int8/fp16 are scored against fp32 and the scores go
-    into the manifest. An existing `output_dir` is replaced only with `force`, and only once every step
+    max |Δ logits| <= atol + rtol * max |logits| and with identical answers but for near ties (else
+    ParityError; the defaults come from measurements in export/VALIDATION.md); int8/fp16 are scored
+    against fp32 and the scores go into the manifest. An existing `output_dir` is replaced only with `force`, and only once every step
     has succeeded.
     """
     precisions = parse_precisions(precisions)
