@@ -14,7 +14,7 @@ from qa_engine.config import DecodeConfig
 from qa_engine.features import Windows, WindowTokenizer
 from qa_engine.metrics import evaluate
 from qa_engine.spans import best_spans, merge_answers
-from qa_engine.squad import Example, load_examples, make_example, references
+from qa_engine.squad import Example, load_examples, make_example, references, split_by_fit
 
 if TYPE_CHECKING:
     import onnxruntime as ort
@@ -125,11 +125,7 @@ def validation_examples(data: str | Path | None, limit: int) -> tuple[list[Examp
 
 def usable(examples: Sequence[Example], tokenizer: WindowTokenizer) -> list[Example]:
     """The examples whose question fits a window; raises when none does."""
-    limit = tokenizer.max_question_tokens()
-    encoded = tokenizer.tokenizer.encode_batch([ex.question for ex in examples], add_special_tokens=False)
-    kept = [ex for ex, enc in zip(examples, encoded) if len(enc.ids) <= limit]
-    if len(kept) < len(examples):
-        log.warning("skipping %d validation questions longer than %d tokens", len(examples) - len(kept), limit)
+    kept, _ = split_by_fit(examples, tokenizer)
     if not kept:
         raise ValueError("no validation question fits a window")
     return kept

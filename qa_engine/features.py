@@ -183,6 +183,12 @@ class WindowTokenizer:
         """Longest question (in tokens) that still leaves more than doc_stride context tokens per window."""
         return self.config.max_length - self.template.n_special - self.config.doc_stride - 1
 
+    def question_fits(self, questions: Sequence[str]) -> np.ndarray:
+        """Per question, whether it is short enough to get windows (`windows` refuses the others)."""
+        encoded = self.tokenizer.encode_batch(list(questions), add_special_tokens=False)
+        limit = self.max_question_tokens()
+        return np.fromiter((len(e.ids) <= limit for e in encoded), dtype=bool, count=len(encoded))
+
     def windows(self, questions: Sequence[str], contexts: Sequence[str]) -> Windows:
         """All windows of all pairs; raises ValueError naming the pair when a question is too long.
 

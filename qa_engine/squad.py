@@ -5,9 +5,12 @@ import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import TYPE_CHECKING, Any, Iterable, Iterator, Sequence
 
 from .inputs import check_text
+
+if TYPE_CHECKING:
+    from .features import WindowTokenizer
 
 log = logging.getLogger(__name__)
 
@@ -212,3 +215,15 @@ def load_examples(source: str | Path, split: str = "train", strict: bool = False
 def references(examples: Iterable[Example]) -> dict[str, list[str]]:
     """id -> reference answer texts, the evaluator's input."""
     return {ex.id: list(ex.answer_texts) for ex in examples}
+
+
+def split_by_fit(examples: Sequence[Example], windower: "WindowTokenizer") -> tuple[list[Example], list[Example]]:
+    """(examples whose question gets windows, examples whose question alone leaves no room for the context);
+    the latter are logged by id."""
+    fits = windower.question_fits([ex.question for ex in examples])
+    kept = [ex for ex, ok in zip(examples, fits) if ok]
+    too_long = [ex for ex, ok in zip(examples, fits) if not ok]
+    if too_long:
+        log.warning("%d questions are longer than %d tokens and get no window (ids: %s)", len(too_long),
+                    windower.max_question_tokens(), ", ".join(ex.id for ex in too_long[:20]))
+    return kept, too_long

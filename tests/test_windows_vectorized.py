@@ -172,3 +172,18 @@ def test_window_counts_follow_the_overflow_rule(n, budget, stride_share):
     assert starts[0] == 0 and all(b - a == step for a, b in zip(starts, starts[1:]))
     assert starts[-1] + budget >= n  # the last chunk reaches the end
     assert len(starts) == 1 or starts[-2] + budget < n  # and no chunk before it does
+
+
+def test_question_fits_is_the_rule_windows_enforces(wordpiece):
+    from qa_engine.squad import Example, split_by_fit
+
+    wt = WindowTokenizer(Tokenizer.from_str(wordpiece.to_str()), WindowConfig(24, 8))
+    questions = ["누가?", "몇 권을 읽었나? " * 5, "철수는 어디에 삽니까?"]
+    fits = wt.question_fits(questions)
+    assert fits.tolist() == [True, False, True]
+    wt.windows([q for q, ok in zip(questions, fits) if ok], CORPUS[:2])
+    with pytest.raises(ValueError, match="too long"):
+        wt.windows(questions[1:2], CORPUS[:1])
+    examples = [Example(f"q{i}", q, CORPUS[0]) for i, q in enumerate(questions)]
+    kept, too_long = split_by_fit(examples, wt)
+    assert [e.id for e in kept] == ["q0", "q2"] and [e.id for e in too_long] == ["q1"]

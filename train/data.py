@@ -10,7 +10,7 @@ from torch.utils.data import Dataset
 from tqdm.auto import tqdm
 
 from qa_engine.features import WindowTokenizer, Windows, answer_char_spans, answer_token_spans
-from qa_engine.squad import DataError, Example
+from qa_engine.squad import DataError, Example, split_by_fit
 
 log = logging.getLogger(__name__)
 
@@ -45,20 +45,6 @@ def collate(rows: Sequence[dict[str, np.ndarray]]) -> dict[str, torch.Tensor]:
     return batch
 
 
-def split_too_long(examples: Sequence[Example], windower: WindowTokenizer) -> tuple[list[Example], list[Example]]:
-    """(examples that fit a window, examples whose question alone leaves no room for the context)."""
-    limit = windower.max_question_tokens()
-    encodings = windower.tokenizer.encode_batch([ex.question for ex in examples], add_special_tokens=False)
-    fits: list[Example] = []
-    too_long: list[Example] = []
-    for ex, enc in zip(examples, encodings):
-        (fits if len(enc.ids) <= limit else too_long).append(ex)
-    if too_long:
-        log.warning("%d questions are longer than %d tokens and get no window (ids: %s)", len(too_long), limit,
-                    ", ".join(ex.id for ex in too_long[:20]))
-    return fits, too_long
-
-
 def _columns(windows: Windows, input_names: Sequence[str], width: int, pad_id: int) -> dict[str, np.ndarray]:
     pad = width - windows.input_ids.shape[1]
     return {
@@ -75,7 +61,7 @@ def training_dataset(
     usable = [ex for ex in examples if ex.answer_texts and ex.answer_texts[0].strip()]
     if len(usable) < len(examples):
         log.warning("%d questions have a blank first answer and are skipped", len(examples) - len(usable))
-    usable, too_long = split_too_long(usable, windower)
+    usable, too_long = split_by_fit(usable, windower)
     if too_long and strict:
         raise DataError(f"question id {too_long[0].id} is too long for max_length {windower.config.max_length}")
     if not usable:
@@ -103,7 +89,7 @@ def inference_dataset(
     examples: Sequence[Example], windower: WindowTokenizer, input_names: Sequence[str]
 ) -> tuple[WindowDataset, Windows, list[Example]]:
     """Unlabelled windows of the examples that fit, the `Windows` they came from, and those examples."""
-    fits, _ = split_too_long(examples, windower)
+    fits, _ = split_by_fit(examples, windower)
     if not fits:
         raise DataError("no question fits a window")
     windows = windower.windows([ex.question for ex in fits], [ex.context for ex in fits])
