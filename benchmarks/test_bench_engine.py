@@ -9,8 +9,8 @@ QUESTIONS = 64
 
 
 @pytest.fixture(scope="module", params=["fp32", "int8"])
-def engine(request, bench_artifact) -> QAEngine:
-    return QAEngine.from_pretrained(bench_artifact, provider="cpu", precision=request.param)
+def engine(request, quick_distilbert_artifact) -> QAEngine:
+    return QAEngine.from_pretrained(quick_distilbert_artifact, provider="cpu", precision=request.param)
 
 
 @pytest.mark.parametrize("batch_size", [1, 8, 32, 64])

@@ -33,8 +33,8 @@ def _same(got: dict, want: dict) -> None:
 
 
 @pytest.fixture(scope="module")
-def engine(tiny_artifact: Path) -> QAEngine:
-    return QAEngine.from_pretrained(tiny_artifact, provider="cpu", precision="fp32")
+def engine(random_artifact: Path) -> QAEngine:
+    return QAEngine.from_pretrained(random_artifact, provider="cpu", precision="fp32")
 
 
 class Gated:

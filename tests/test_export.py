@@ -71,18 +71,18 @@ def _int8_weight_layouts(path: Path) -> list[tuple[str, str, int, int, int]]:
 
 
 @slow
-def test_artifact_has_every_precision_with_matching_checksums(tiny_artifact: Path, tiny_checkpoint: Path) -> None:
-    manifest = Manifest.read(tiny_artifact)
+def test_artifact_has_every_precision_with_matching_checksums(tiny_bert_artifact: Path, tiny_bert_checkpoint: Path) -> None:
+    manifest = Manifest.read(tiny_bert_artifact)
     assert set(manifest.variants) == {"fp32", "int8", "fp16"}
     for precision, variant in manifest.variants.items():
         assert variant.file == f"model.{precision}.onnx"
-        assert sha256_file(tiny_artifact / variant.file) == variant.sha256
+        assert sha256_file(tiny_bert_artifact / variant.file) == variant.sha256
     assert manifest.variants["fp32"].providers == ["cpu", "cuda"]
     assert manifest.variants["int8"].providers == ["cpu"]
     assert manifest.variants["fp16"].providers == ["cuda"]
     for name in ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "config.json"):
-        assert (tiny_artifact / name).is_file(), name
-    assert not (tiny_artifact / pipeline.WORK).exists()
+        assert (tiny_bert_artifact / name).is_file(), name
+    assert not (tiny_bert_artifact / pipeline.WORK).exists()
     assert manifest.model_type == "bert"
     assert manifest.input_names == ["input_ids", "attention_mask", "token_type_ids"]
     assert manifest.output_names[:2] == ["start_logits", "end_logits"]
@@ -90,18 +90,18 @@ def test_artifact_has_every_precision_with_matching_checksums(tiny_artifact: Pat
     assert {"onnxruntime", "optimum", "transformers", "torch", "onnx"} <= set(manifest.versions)
     import onnx
 
-    graph = onnx.load(str(tiny_artifact / "model.fp32.onnx"), load_external_data=False).graph
+    graph = onnx.load(str(tiny_bert_artifact / "model.fp32.onnx"), load_external_data=False).graph
     for tensor in graph.input:  # dynamic batch and sequence axes
         assert all(d.dim_param and not d.dim_value for d in tensor.type.tensor_type.shape.dim), tensor.name
-    layers = json.loads((tiny_checkpoint / "config.json").read_text())["num_hidden_layers"]
+    layers = json.loads((tiny_bert_checkpoint / "config.json").read_text())["num_hidden_layers"]
     assert "Attention" not in manifest.fusion  # relative-position attention has no fused kernel
     assert manifest.fusion["SkipLayerNormalization"] == 2 * layers
     assert manifest.fusion["EmbedLayerNormalization"] == 1
 
 
 @slow
-def test_manifest_records_validation(tiny_artifact: Path) -> None:
-    variants = Manifest.read(tiny_artifact).variants
+def test_manifest_records_validation(tiny_bert_artifact: Path) -> None:
+    variants = Manifest.read(tiny_bert_artifact).variants
     fp32 = variants["fp32"]
     assert fp32.validated
     assert fp32.validation["reference"] == "pytorch"
@@ -117,7 +117,7 @@ def test_manifest_records_validation(tiny_artifact: Path) -> None:
 
 
 @slow
-def test_fp32_onnx_matches_pytorch_on_real_windows(tiny_artifact: Path, tiny_checkpoint: Path) -> None:
+def test_fp32_onnx_matches_pytorch_on_real_windows(tiny_bert_artifact: Path, tiny_bert_checkpoint: Path) -> None:
     """An independent check of the parity the export asserts: real Korean windows, padded batch."""
     import torch
     from transformers import AutoModelForQuestionAnswering
@@ -126,11 +126,11 @@ def test_fp32_onnx_matches_pytorch_on_real_windows(tiny_artifact: Path, tiny_che
     from qa_engine.runtime import cpu_session
     from export.validate import BUILTIN_SAMPLES
 
-    tok = WindowTokenizer.from_file(tiny_artifact / "tokenizer.json")
+    tok = WindowTokenizer.from_file(tiny_bert_artifact / "tokenizer.json")
     w = tok.windows([q for q, _, _ in BUILTIN_SAMPLES], [c for _, c, _ in BUILTIN_SAMPLES])
     feed = {"input_ids": w.input_ids, "attention_mask": w.attention_mask, "token_type_ids": w.token_type_ids}
-    start, end = cpu_session(tiny_artifact / "model.fp32.onnx").run(["start_logits", "end_logits"], feed)
-    model = AutoModelForQuestionAnswering.from_pretrained(tiny_checkpoint).eval()
+    start, end = cpu_session(tiny_bert_artifact / "model.fp32.onnx").run(["start_logits", "end_logits"], feed)
+    model = AutoModelForQuestionAnswering.from_pretrained(tiny_bert_checkpoint).eval()
     with torch.inference_mode():
         out = model(**{k: torch.from_numpy(v) for k, v in feed.items()})
     real = w.attention_mask.astype(bool)
@@ -139,11 +139,11 @@ def test_fp32_onnx_matches_pytorch_on_real_windows(tiny_artifact: Path, tiny_che
 
 
 @slow
-def test_int8_weights_have_one_scale_per_output_channel(tiny_artifact: Path, tmp_path: Path) -> None:
+def test_int8_weights_have_one_scale_per_output_channel(tiny_bert_artifact: Path, tmp_path: Path) -> None:
     """The measured int8 layout (export/QUANTIZATION.md) is per-channel: the benchmark figures depend on it and the
     accuracy check cannot tell it from per-tensor on the tiny model. Quantized anew, so the check sees today's code."""
     out = tmp_path / "model.int8.onnx"
-    quantize.quantize_int8(tiny_artifact / "model.fp32.onnx", out)
+    quantize.quantize_int8(tiny_bert_artifact / "model.fp32.onnx", out)
     layouts = _int8_weight_layouts(out)
     assert len(layouts) >= 12  # 2 layers x (q, k, v, output, 2 feed-forward) at least
     for _, name, channels, scales, zero_points in layouts:
@@ -163,7 +163,7 @@ class _Shifted:
 
 @slow
 @pytest.mark.parametrize("output", ["start_logits", "end_logits"])
-def test_fp32_gate_refuses_a_graph_with_one_output_shifted(tiny_artifact: Path, tiny_checkpoint: Path, output) -> None:
+def test_fp32_gate_refuses_a_graph_with_one_output_shifted(tiny_bert_artifact: Path, tiny_bert_checkpoint: Path, output) -> None:
     from transformers import AutoModelForQuestionAnswering
 
     from export.validate import BUILTIN_SAMPLES, ParityError, check_fp32_parity
@@ -172,13 +172,13 @@ def test_fp32_gate_refuses_a_graph_with_one_output_shifted(tiny_artifact: Path, 
     from qa_engine.runtime import cpu_session
     from qa_engine.squad import Example
 
-    manifest = Manifest.read(tiny_artifact)
+    manifest = Manifest.read(tiny_bert_artifact)
     tokenizer = WindowTokenizer.from_file(
-        tiny_artifact / "tokenizer.json", WindowConfig(manifest.max_length, manifest.doc_stride)
+        tiny_bert_artifact / "tokenizer.json", WindowConfig(manifest.max_length, manifest.doc_stride)
     )
     examples = [Example(f"builtin-{i}", q, c, (a,), (c.index(a),)) for i, (q, c, a) in enumerate(BUILTIN_SAMPLES)]
-    model = AutoModelForQuestionAnswering.from_pretrained(tiny_checkpoint).eval()
-    session = cpu_session(tiny_artifact / "model.fp32.onnx")
+    model = AutoModelForQuestionAnswering.from_pretrained(tiny_bert_checkpoint).eval()
+    session = cpu_session(tiny_bert_artifact / "model.fp32.onnx")
     args = (tokenizer, examples, manifest.input_names, DecodeConfig())
     check_fp32_parity(model, session, *args)  # the real graph passes
     with pytest.raises(ParityError, match=output):
@@ -186,16 +186,16 @@ def test_fp32_gate_refuses_a_graph_with_one_output_shifted(tiny_artifact: Path, 
 
 
 @slow
-def test_distilbert_family_exports_fused_attention(tiny_distilbert_checkpoint: Path, tmp_path: Path) -> None:
+def test_distilbert_family_exports_fused_attention(quick_distilbert_checkpoint: Path, tmp_path: Path) -> None:
     import onnx
 
     out = pipeline.export_artifact(
-        tiny_distilbert_checkpoint, tmp_path / "distilbert", precisions=("fp32", "int8"), max_validation=SMALL
+        quick_distilbert_checkpoint, tmp_path / "distilbert", precisions=("fp32", "int8"), max_validation=SMALL
     )
     manifest = Manifest.read(out)
     assert manifest.model_type == "distilbert"
     assert manifest.input_names == ["input_ids", "attention_mask"]  # DistilBERT takes no token_type_ids
-    layers = json.loads((tiny_distilbert_checkpoint / "config.json").read_text())["n_layers"]
+    layers = json.loads((quick_distilbert_checkpoint / "config.json").read_text())["n_layers"]
     assert manifest.fusion["Attention"] == layers
     assert manifest.fusion["SkipLayerNormalization"] == 2 * layers
     assert manifest.fusion["EmbedLayerNormalization"] == 1
@@ -212,9 +212,9 @@ def test_distilbert_family_exports_fused_attention(tiny_distilbert_checkpoint: P
 
 @slow
 def test_failed_export_leaves_previous_artifact_untouched(
-    tiny_artifact: Path, tiny_checkpoint: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tiny_bert_artifact: Path, tiny_bert_checkpoint: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    previous = shutil.copytree(tiny_artifact, tmp_path / "artifact")
+    previous = shutil.copytree(tiny_bert_artifact, tmp_path / "artifact")
     before = _tree(previous)
 
     def failing(src: Path, dst: Path) -> None:
@@ -223,7 +223,7 @@ def test_failed_export_leaves_previous_artifact_untouched(
 
     monkeypatch.setattr(quantize, "quantize_int8", failing)
     with pytest.raises(RuntimeError, match="injected"):
-        pipeline.export_artifact(tiny_checkpoint, previous, precisions="all", force=True, max_validation=SMALL)
+        pipeline.export_artifact(tiny_bert_checkpoint, previous, precisions="all", force=True, max_validation=SMALL)
     assert _tree(previous) == before
 
     def interrupted(src: Path, dst: Path) -> None:
@@ -232,29 +232,29 @@ def test_failed_export_leaves_previous_artifact_untouched(
 
     monkeypatch.setattr(quantize, "convert_fp16", interrupted)
     with pytest.raises(KeyboardInterrupt):
-        pipeline.export_artifact(tiny_checkpoint, tmp_path / "fresh", precisions=("fp32", "fp16"), max_validation=SMALL)
+        pipeline.export_artifact(tiny_bert_checkpoint, tmp_path / "fresh", precisions=("fp32", "fp16"), max_validation=SMALL)
     assert not (tmp_path / "fresh").exists()
     assert _leftovers(tmp_path) == []
 
 
 @slow
-def test_existing_output_needs_force(tiny_checkpoint: Path, tmp_path: Path) -> None:
+def test_existing_output_needs_force(tiny_bert_checkpoint: Path, tmp_path: Path) -> None:
     out = tmp_path / "artifact"
     out.mkdir()
     (out / "keep.txt").write_text("mine")
     with pytest.raises(FileExistsError, match="--force"):
-        pipeline.export_artifact(tiny_checkpoint, out)
+        pipeline.export_artifact(tiny_bert_checkpoint, out)
     assert (out / "keep.txt").read_text() == "mine"
 
 
 @slow
 def test_cli_exports_and_prints_summary(
-    tiny_checkpoint: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    tiny_bert_checkpoint: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     from qa_engine.cli import main
 
     out = tmp_path / "cli-artifact"
-    args = ["export", "--model", str(tiny_checkpoint), "--output", str(out), "--precision", "fp32",
+    args = ["export", "--model", str(tiny_bert_checkpoint), "--output", str(out), "--precision", "fp32",
             "--max-validation", str(SMALL)]
     assert main(args) == 0
     printed = capsys.readouterr().out
@@ -265,8 +265,8 @@ def test_cli_exports_and_prints_summary(
 
 
 @slow
-def test_not_a_qa_model(tiny_checkpoint: Path, tmp_path: Path) -> None:
-    ckpt = _copy_checkpoint(tiny_checkpoint, tmp_path / "mlm")
+def test_not_a_qa_model(tiny_bert_checkpoint: Path, tmp_path: Path) -> None:
+    ckpt = _copy_checkpoint(tiny_bert_checkpoint, tmp_path / "mlm")
     config = json.loads((ckpt / "config.json").read_text())
     config["architectures"] = ["DistilBertForMaskedLM"]
     (ckpt / "config.json").write_text(json.dumps(config))
@@ -276,23 +276,23 @@ def test_not_a_qa_model(tiny_checkpoint: Path, tmp_path: Path) -> None:
 
 
 @slow
-def test_unsupported_architecture(tiny_checkpoint: Path, tmp_path: Path) -> None:
-    ckpt = _copy_checkpoint(tiny_checkpoint, tmp_path / "deberta")  # no fused attention in onnxruntime
+def test_unsupported_architecture(tiny_bert_checkpoint: Path, tmp_path: Path) -> None:
+    ckpt = _copy_checkpoint(tiny_bert_checkpoint, tmp_path / "deberta")  # no fused attention in onnxruntime
     (ckpt / "config.json").write_text(json.dumps({"model_type": "deberta-v2", "architectures": ["DebertaV2ForQuestionAnswering"]}))
     with pytest.raises(ValueError, match="'deberta-v2' is not supported"):
         onnx_export.inspect_checkpoint(ckpt)
 
 
 @slow
-def test_missing_tokenizer(tiny_checkpoint: Path, tmp_path: Path) -> None:
-    ckpt = _copy_checkpoint(tiny_checkpoint, tmp_path / "no-tok", skip=("tokenizer.json",))
+def test_missing_tokenizer(tiny_bert_checkpoint: Path, tmp_path: Path) -> None:
+    ckpt = _copy_checkpoint(tiny_bert_checkpoint, tmp_path / "no-tok", skip=("tokenizer.json",))
     with pytest.raises(FileNotFoundError, match="tokenizer.json"):
         pipeline.export_artifact(ckpt, tmp_path / "out")
 
 
 @slow
-def test_corrupt_weights(tiny_checkpoint: Path, tmp_path: Path) -> None:
-    ckpt = _copy_checkpoint(tiny_checkpoint, tmp_path / "corrupt")
+def test_corrupt_weights(tiny_bert_checkpoint: Path, tmp_path: Path) -> None:
+    ckpt = _copy_checkpoint(tiny_bert_checkpoint, tmp_path / "corrupt")
     checkpoint = onnx_export.inspect_checkpoint(ckpt)
     checkpoint.weights.write_bytes(b"\x00garbage" * 16)
     with pytest.raises(ValueError, match=checkpoint.weights.name):
@@ -308,8 +308,8 @@ def test_corrupt_onnx_is_named(tmp_path: Path) -> None:
 
 
 @slow
-def test_fusion_raises_when_attention_is_not_fused(tiny_distilbert_checkpoint: Path, tmp_path: Path) -> None:
-    checkpoint = onnx_export.inspect_checkpoint(tiny_distilbert_checkpoint)
+def test_fusion_raises_when_attention_is_not_fused(quick_distilbert_checkpoint: Path, tmp_path: Path) -> None:
+    checkpoint = onnx_export.inspect_checkpoint(quick_distilbert_checkpoint)
     raw = onnx_export.export_onnx(onnx_export.load_model(checkpoint), tmp_path)
     layers = checkpoint.config.num_hidden_layers
     config = checkpoint.config.__class__.from_dict({**checkpoint.config.to_dict(), "n_layers": layers + 1})

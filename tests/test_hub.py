@@ -176,11 +176,11 @@ def _lay_out_cache(cache: Path, repo: str, files: dict[str, Path], commit: str =
 
 
 @pytest.fixture()
-def cached_int8(tiny_artifact: Path, tmp_path: Path) -> Path:
-    """A hub cache holding the tiny artifact's manifest, tokenizer and int8 file only (what a CPU load downloads)."""
+def cached_int8(random_artifact: Path, tmp_path: Path) -> Path:
+    """A hub cache holding the random artifact's manifest, tokenizer and int8 file only (what a CPU load downloads)."""
     cache = tmp_path / "hub-cache"
     names = [MANIFEST_NAME, "tokenizer.json", "model.int8.onnx"]
-    _lay_out_cache(cache, REPO, {n: tiny_artifact / n for n in names})
+    _lay_out_cache(cache, REPO, {n: random_artifact / n for n in names})
     return cache
 
 
@@ -198,9 +198,9 @@ def test_importing_qa_engine_does_not_import_huggingface_hub() -> None:
     assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout == "False\n"
 
 
-def test_local_files_only_loads_from_a_hub_cache_layout(tiny_artifact: Path, cached_int8: Path) -> None:
+def test_local_files_only_loads_from_a_hub_cache_layout(random_artifact: Path, cached_int8: Path) -> None:
     engine = QAEngine.from_pretrained(REPO, provider="cpu", cache_dir=cached_int8, local_files_only=True)
-    local = QAEngine.from_pretrained(tiny_artifact, provider="cpu")
+    local = QAEngine.from_pretrained(random_artifact, provider="cpu")
     assert engine.settings.precision == "int8"
     assert engine.answer(QUESTION, CONTEXT) == local.answer(QUESTION, CONTEXT)
     with pytest.raises(FileNotFoundError, match=r"model\.fp32\.onnx is not in the Hugging Face cache.*offline"):
@@ -209,10 +209,10 @@ def test_local_files_only_loads_from_a_hub_cache_layout(tiny_artifact: Path, cac
         QAEngine.from_pretrained("qa-org/other", cache_dir=cached_int8, local_files_only=True)
 
 
-def test_a_local_folder_wins_over_a_repo_id(tiny_artifact: Path, cached_int8: Path, tmp_path: Path,
+def test_a_local_folder_wins_over_a_repo_id(random_artifact: Path, cached_int8: Path, tmp_path: Path,
                                             monkeypatch: pytest.MonkeyPatch) -> None:
     local = tmp_path / "work" / REPO
-    shutil.copytree(tiny_artifact, local)
+    shutil.copytree(random_artifact, local)
     manifest = Manifest.read(local)
     manifest.max_answer_length = 7
     manifest.write(local)
@@ -226,9 +226,9 @@ def test_a_path_object_is_never_taken_for_a_repo_id(cached_int8: Path) -> None:
         QAEngine.from_pretrained(Path(REPO), cache_dir=cached_int8, local_files_only=True)
 
 
-def test_a_hub_manifest_naming_a_file_outside_the_repo_is_refused(tiny_artifact: Path, tmp_path: Path) -> None:
+def test_a_hub_manifest_naming_a_file_outside_the_repo_is_refused(random_artifact: Path, tmp_path: Path) -> None:
     bad = tmp_path / "bad"
-    shutil.copytree(tiny_artifact, bad)
+    shutil.copytree(random_artifact, bad)
     manifest = Manifest.read(bad)
     manifest.tokenizer_file = "../../../tokenizer.json"
     manifest.write(bad)
@@ -245,23 +245,23 @@ def test_a_corrupt_cached_model_fails_its_checksum(cached_int8: Path) -> None:
         QAEngine.from_pretrained(REPO, provider="cpu", cache_dir=cached_int8, local_files_only=True)
 
 
-def test_without_huggingface_hub_the_error_says_what_to_install(tiny_artifact: Path,
+def test_without_huggingface_hub_the_error_says_what_to_install(random_artifact: Path,
                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "huggingface_hub", None)  # import fails as if not installed
     with pytest.raises(FileNotFoundError, match=r"pip install 'qa-engine\[hub\]'"):
         QAEngine.from_pretrained(REPO)
     with pytest.raises(ImportError, match=r"pip install 'qa-engine\[hub\]'"):
-        hub.push_artifact(tiny_artifact, REPO)
-    assert QAEngine.from_pretrained(tiny_artifact, provider="cpu").settings.precision == "int8"  # folders still load
+        hub.push_artifact(random_artifact, REPO)
+    assert QAEngine.from_pretrained(random_artifact, provider="cpu").settings.precision == "int8"  # folders still load
 
 
 def test_push_then_load_by_repo_id_downloads_only_the_chosen_variant(
-    tiny_artifact: Path, tiny_checkpoint: Path, stand_in: StandInHub, tmp_path: Path
+    tiny_bert_artifact: Path, tiny_bert_checkpoint: Path, stand_in: StandInHub, tmp_path: Path
 ) -> None:
     artifact = tmp_path / "artifact"
-    shutil.copytree(tiny_artifact, artifact)
-    argv = ["export", "--model", str(tiny_checkpoint), "--output", str(artifact)]
-    model_card.record_provenance(artifact, argv, tiny_checkpoint)
+    shutil.copytree(tiny_bert_artifact, artifact)
+    argv = ["export", "--model", str(tiny_bert_checkpoint), "--output", str(artifact)]
+    model_card.record_provenance(artifact, argv, tiny_bert_checkpoint)
     pushed = _cli(["push", str(artifact), REPO], stand_in.url, tmp_path / "unused-cache")
     assert pushed.returncode == 0, pushed.stderr
     files = stand_in.repos[REPO]
@@ -269,8 +269,8 @@ def test_push_then_load_by_repo_id_downloads_only_the_chosen_variant(
         p.name: p.read_bytes() for p in artifact.iterdir()}
     card = files["README.md"].decode()
     assert "library_name: qa-engine" in card and f'QAEngine.from_pretrained("{REPO}")' in card
-    assert f"qa-engine export --model {tiny_checkpoint}" in card
-    trained = json.loads((tiny_checkpoint / "train_config.json").read_text(encoding="utf-8"))
+    assert f"qa-engine export --model {tiny_bert_checkpoint}" in card
+    trained = json.loads((tiny_bert_checkpoint / "train_config.json").read_text(encoding="utf-8"))
     assert "base model: bert (trained from scratch" in card and f"training data: {trained['dataset']}" in card
     for precision, variant in Manifest.read(artifact).variants.items():
         row = next(line for line in card.splitlines() if line.startswith(f"| {precision} |"))
@@ -283,7 +283,7 @@ def test_push_then_load_by_repo_id_downloads_only_the_chosen_variant(
     assert sorted(stand_in.downloads(REPO)) == sorted([MANIFEST_NAME, "tokenizer.json", chosen])
     snapshot = cache / f"models--{REPO.replace('/', '--')}" / "snapshots" / stand_in.heads[REPO]
     assert sorted(p.name for p in snapshot.iterdir()) == sorted([MANIFEST_NAME, "tokenizer.json", chosen])
-    local = QAEngine.from_pretrained(tiny_artifact, precision=chosen.split(".")[1])
+    local = QAEngine.from_pretrained(tiny_bert_artifact, precision=chosen.split(".")[1])
     assert json.loads(answered.stdout) == json.loads(json.dumps(local.answer(QUESTION, CONTEXT)))
 
     stand_in.requests.clear()
@@ -293,7 +293,7 @@ def test_push_then_load_by_repo_id_downloads_only_the_chosen_variant(
     assert again.stdout == answered.stdout and stand_in.requests == []  # HF_HUB_OFFLINE: the cache, no request
 
 
-def test_offline_missing_repo_revision_and_file_are_clear_errors(tiny_artifact: Path, stand_in: StandInHub,
+def test_offline_missing_repo_revision_and_file_are_clear_errors(random_artifact: Path, stand_in: StandInHub,
                                                                  tmp_path: Path) -> None:
     ask = ["--question", QUESTION, "--context", CONTEXT]
     offline = _cli(["answer", "--model", REPO, *ask], stand_in.url, tmp_path / "cache", offline=True)
@@ -301,13 +301,13 @@ def test_offline_missing_repo_revision_and_file_are_clear_errors(tiny_artifact: 
     missing = _cli(["answer", "--model", "qa-org/absent", *ask], stand_in.url, tmp_path / "cache")
     assert missing.returncode == 2 and "no such repo on the hub" in missing.stderr, missing.stderr
     # a repo whose manifest names a model file it lacks
-    sha = stand_in.commit(REPO, {n: (tiny_artifact / n).read_bytes() for n in (MANIFEST_NAME, "tokenizer.json")})
+    sha = stand_in.commit(REPO, {n: (random_artifact / n).read_bytes() for n in (MANIFEST_NAME, "tokenizer.json")})
     lacking = _cli(["answer", "--model", REPO, "--provider", "cpu", *ask], stand_in.url, tmp_path / "cache")
     assert lacking.returncode == 2, lacking.stderr
     assert "model.int8.onnx, named by its manifest, is missing from the repo" in lacking.stderr
     unknown = _cli(["answer", "--model", REPO, "--revision", "v9", *ask], stand_in.url, tmp_path / "cache")
     assert unknown.returncode == 2 and "no revision 'v9'" in unknown.stderr, unknown.stderr
-    stand_in.commit(REPO, {"model.int8.onnx": (tiny_artifact / "model.int8.onnx").read_bytes()})
+    stand_in.commit(REPO, {"model.int8.onnx": (random_artifact / "model.int8.onnx").read_bytes()})
     pinned = _cli(["answer", "--model", REPO, "--revision", sha, "--provider", "cpu", *ask], stand_in.url,
                   tmp_path / "cache")
     assert pinned.returncode == 2 and "is missing from the repo" in pinned.stderr  # the old commit still lacks it
@@ -315,10 +315,10 @@ def test_offline_missing_repo_revision_and_file_are_clear_errors(tiny_artifact: 
     assert latest.returncode == 0, latest.stderr
 
 
-def test_files_come_from_the_manifests_commit_while_the_repo_changes(tiny_artifact: Path, stand_in: StandInHub,
+def test_files_come_from_the_manifests_commit_while_the_repo_changes(random_artifact: Path, stand_in: StandInHub,
                                                                      tmp_path: Path) -> None:
     """A push between the manifest's download and the model's must not mix two commits' files."""
-    first = {n: (tiny_artifact / n).read_bytes() for n in (MANIFEST_NAME, "tokenizer.json", "model.int8.onnx")}
+    first = {n: (random_artifact / n).read_bytes() for n in (MANIFEST_NAME, "tokenizer.json", "model.int8.onnx")}
     stand_in.commit(REPO, first)
     retrained = {"model.int8.onnx": first["model.int8.onnx"] + b"\0", MANIFEST_NAME: first[MANIFEST_NAME] + b"\n"}
 
@@ -334,13 +334,13 @@ def test_files_come_from_the_manifests_commit_while_the_repo_changes(tiny_artifa
 
 
 def test_export_push_to_hub_records_the_command_and_uploads_with_the_card(
-    tiny_artifact: Path, tiny_checkpoint: Path, stand_in: StandInHub, tmp_path: Path
+    tiny_bert_artifact: Path, tiny_bert_checkpoint: Path, stand_in: StandInHub, tmp_path: Path
 ) -> None:
     """The export CLI's hub steps; the export itself (tested in test_export.py, minutes) is the cached artifact."""
     out = tmp_path / "exported"
     prelude = ("import shutil, export.pipeline as pipeline\n"
-               f"pipeline.export_artifact = lambda model, output, **kw: shutil.copytree({str(tiny_artifact)!r}, output)")
-    argv = ["export", "--model", str(tiny_checkpoint), "--output", str(out), "--precision", "int8",
+               f"pipeline.export_artifact = lambda model, output, **kw: shutil.copytree({str(tiny_bert_artifact)!r}, output)")
+    argv = ["export", "--model", str(tiny_bert_checkpoint), "--output", str(out), "--precision", "int8",
             "--push-to-hub", REPO, "--private"]
     exported = _cli(argv, stand_in.url, tmp_path / "cache", prelude=prelude)
     assert exported.returncode == 0, exported.stderr
@@ -351,18 +351,18 @@ def test_export_push_to_hub_records_the_command_and_uploads_with_the_card(
     assert f"```bash\n{command}\n```" in stand_in.repos[REPO]["README.md"].decode()
 
 
-def test_export_refuses_a_bad_repo_id_before_exporting(tiny_checkpoint: Path, tmp_path: Path) -> None:
+def test_export_refuses_a_bad_repo_id_before_exporting(tiny_bert_checkpoint: Path, tmp_path: Path) -> None:
     from qa_engine.cli import main
 
     out = tmp_path / "exported"
-    assert main(["export", "--model", str(tiny_checkpoint), "--output", str(out), "--push-to-hub", "no good"]) == 2
+    assert main(["export", "--model", str(tiny_bert_checkpoint), "--output", str(out), "--push-to-hub", "no good"]) == 2
     assert not out.exists()
 
 
-def test_push_refuses_a_corrupt_artifact_before_uploading(tiny_artifact: Path, stand_in: StandInHub,
+def test_push_refuses_a_corrupt_artifact_before_uploading(random_artifact: Path, stand_in: StandInHub,
                                                           tmp_path: Path) -> None:
     artifact = tmp_path / "artifact"
-    shutil.copytree(tiny_artifact, artifact)
+    shutil.copytree(random_artifact, artifact)
     (artifact / "model.int8.onnx").write_bytes(b"not a model")
     pushed = _cli(["push", str(artifact), REPO], stand_in.url, tmp_path / "cache")
     assert pushed.returncode == 2 and "checksum does not match" in pushed.stderr

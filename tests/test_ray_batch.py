@@ -57,10 +57,10 @@ def questions(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def reference(tiny_artifact: Path, questions: Path, tmp_path_factory: pytest.TempPathFactory) -> list[dict]:
+def reference(random_artifact: Path, questions: Path, tmp_path_factory: pytest.TempPathFactory) -> list[dict]:
     """The single-process `qa-engine batch` output."""
     out = tmp_path_factory.mktemp("ref") / "answers.jsonl"
-    assert main(["batch", "--model", str(tiny_artifact), "--provider", "cpu", "--precision", "fp32",
+    assert main(["batch", "--model", str(random_artifact), "--provider", "cpu", "--precision", "fp32",
                  "--input", str(questions), "--output", str(out), "--top-k", "2"]) == 0
     return [json.loads(line) for line in out.read_text(encoding="utf-8").splitlines()]
 
@@ -74,10 +74,10 @@ def _same(got: list[dict], want: list[dict]) -> None:
         assert g["score"] == pytest.approx(w["score"], rel=1e-3, abs=1e-6)
 
 
-def test_ray_cli_matches_single_process(local_ray, tiny_artifact: Path, questions: Path, reference: list[dict],
+def test_ray_cli_matches_single_process(local_ray, random_artifact: Path, questions: Path, reference: list[dict],
                                         tmp_path: Path, capsys) -> None:
     out, preds = tmp_path / "answers.jsonl", tmp_path / "predictions.json"
-    assert main(["batch", "--model", str(tiny_artifact), "--provider", "cpu", "--precision", "fp32", "--top-k", "2",
+    assert main(["batch", "--model", str(random_artifact), "--provider", "cpu", "--precision", "fp32", "--top-k", "2",
                  "--input", str(questions), "--output", str(out), "--predictions-json", str(preds),
                  "--ray", "--num-workers", "2"]) == 0
     _same([json.loads(line) for line in out.read_text(encoding="utf-8").splitlines()], reference)
@@ -85,7 +85,7 @@ def test_ray_cli_matches_single_process(local_ray, tiny_artifact: Path, question
     assert json.loads(capsys.readouterr().out.splitlines()[-1])["questions"] == len(reference)
 
 
-def test_killed_actor_is_restarted_and_nothing_is_lost(local_ray, tiny_artifact: Path, questions: Path,
+def test_killed_actor_is_restarted_and_nothing_is_lost(local_ray, random_artifact: Path, questions: Path,
                                                        reference: list[dict], tmp_path: Path, monkeypatch) -> None:
     pq = pytest.importorskip("pyarrow.parquet")
     marker = tmp_path / "crash-once"
@@ -93,7 +93,7 @@ def test_killed_actor_is_restarted_and_nothing_is_lost(local_ray, tiny_artifact:
     monkeypatch.setattr(CrashOnce, "marker", str(marker))
     monkeypatch.setattr(ray_batch, "Answerer", CrashOnce)
     out = tmp_path / "answers.parquet"
-    summary = ray_batch.answer_dataset_ray(tiny_artifact, questions, out, num_workers=2, batch_size=6,
+    summary = ray_batch.answer_dataset_ray(random_artifact, questions, out, num_workers=2, batch_size=6,
                                            precision="fp32", top_k=2)
     assert not marker.exists() and marker.with_name("crash-once.claimed").exists()  # one actor did die mid-run
     assert summary["questions"] == len(reference)

@@ -38,26 +38,26 @@ def loads(monkeypatch) -> list:
 
 
 @pytest.mark.parametrize("provider", ["cuda", "auto", ["cuda"], [runtime.CUDA, runtime.CPU]])
-def test_fp32_on_cuda_runs_without_tf32(tiny_artifact, loads, provider):
-    engine = QAEngine.from_pretrained(tiny_artifact, provider=provider, precision="fp32", warmup=False)
+def test_fp32_on_cuda_runs_without_tf32(random_artifact, loads, provider):
+    engine = QAEngine.from_pretrained(random_artifact, provider=provider, precision="fp32", warmup=False)
     assert engine.settings.device == "cuda"
     assert loads[-1][0] == (runtime.CUDA, {"use_tf32": 0})
 
 
-def test_fp16_on_cuda_keeps_the_provider_defaults(tiny_artifact, loads):
-    engine = QAEngine.from_pretrained(tiny_artifact, provider="cuda", warmup=False)
+def test_fp16_on_cuda_keeps_the_provider_defaults(random_artifact, loads):
+    engine = QAEngine.from_pretrained(random_artifact, provider="cuda", warmup=False)
     assert engine.settings.precision == "fp16"
     assert loads[-1][0] == (runtime.CUDA, {})
 
 
-def test_options_given_by_the_caller_are_kept(tiny_artifact, loads):
-    QAEngine.from_pretrained(tiny_artifact, provider=[(runtime.CUDA, {"device_id": 1})], precision="fp32",
+def test_options_given_by_the_caller_are_kept(random_artifact, loads):
+    QAEngine.from_pretrained(random_artifact, provider=[(runtime.CUDA, {"device_id": 1})], precision="fp32",
                              warmup=False)
     assert loads[-1][0] == (runtime.CUDA, {"device_id": 1})
 
 
-def test_cpu_sessions_get_no_cuda_options(tiny_artifact, loads):
-    QAEngine.from_pretrained(tiny_artifact, provider="cpu", precision="fp32")
+def test_cpu_sessions_get_no_cuda_options(random_artifact, loads):
+    QAEngine.from_pretrained(random_artifact, provider="cpu", precision="fp32")
     assert loads[-1] == [runtime.CPU]
 
 

@@ -46,11 +46,11 @@ def _free_port() -> int:
 
 
 @pytest.fixture(scope="module")
-def service(tiny_artifact: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def service(random_artifact: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """Base URL of the app under uvicorn in a subprocess, ready to answer."""
     port = _free_port()
     log = (tmp_path_factory.mktemp("service") / "uvicorn.log").open("w+")
-    env = {**os.environ, "QA_ENGINE_MODEL": str(tiny_artifact), "QA_ENGINE_PROVIDER": "cpu",
+    env = {**os.environ, "QA_ENGINE_MODEL": str(random_artifact), "QA_ENGINE_PROVIDER": "cpu",
            "QA_ENGINE_PRECISION": "fp32", "QA_ENGINE_WORKERS": "2", "QA_ENGINE_INTRA_OP_THREADS": "1",
            "QA_ENGINE_MAX_BODY_BYTES": str(MAX_BODY), "QA_ENGINE_MAX_CONTEXT_CHARS": str(MAX_CONTEXT)}
     proc = _uvicorn(port, env, log)
@@ -77,9 +77,9 @@ def service(tiny_artifact: Path, tmp_path_factory: pytest.TempPathFactory) -> It
 
 
 @pytest.fixture(scope="module")
-def engine(tiny_artifact: Path) -> QAEngine:
+def engine(random_artifact: Path) -> QAEngine:
     """The engine the service loads; fp32, since int8's dynamic activation scales depend on the batch."""
-    return QAEngine.from_pretrained(tiny_artifact, provider="cpu", precision="fp32")
+    return QAEngine.from_pretrained(random_artifact, provider="cpu", precision="fp32")
 
 
 def test_concurrent_requests_get_the_engines_answers(service: str, engine: QAEngine) -> None:
@@ -137,8 +137,8 @@ def test_a_body_over_the_limit_is_413_whether_declared_or_chunked(service: str, 
     assert httpx.get(f"{service}/health", timeout=10).status_code == 200  # the service is still up
 
 
-def test_a_bad_limit_setting_stops_the_service_with_its_name(tiny_artifact: Path, tmp_path: Path) -> None:
-    env = {**os.environ, "QA_ENGINE_MODEL": str(tiny_artifact), "QA_ENGINE_MAX_CONTEXT_CHARS": "lots"}
+def test_a_bad_limit_setting_stops_the_service_with_its_name(random_artifact: Path, tmp_path: Path) -> None:
+    env = {**os.environ, "QA_ENGINE_MODEL": str(random_artifact), "QA_ENGINE_MAX_CONTEXT_CHARS": "lots"}
     with (tmp_path / "uvicorn.log").open("w+") as log:
         proc = _uvicorn(_free_port(), env, log)
         assert proc.wait(60) != 0

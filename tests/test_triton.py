@@ -1,6 +1,7 @@
 """Triton repository and client: config.pbtxt matches the ONNX model; the client answers as QAEngine does.
 
-No Triton server runs here: the model call is replaced by a local onnxruntime session.
+No Triton server runs here: the model call is replaced by a local onnxruntime session. Writing the repository is
+export's job (export.triton); those tests skip where only the runtime is installed.
 """
 from __future__ import annotations
 
@@ -12,7 +13,6 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 
-from export.triton import ONNX_TO_TRITON, add_triton_args, run_triton, write_triton_repo
 from qa_engine import QAEngine
 from qa_engine.manifest import Manifest, sha256_file
 from qa_engine.triton_client import TritonQAClient, http_infer
@@ -37,6 +37,11 @@ def _same(got, want) -> None:
             continue
         assert (g["answer"], g["start"], g["end"]) == (w["answer"], w["start"], w["end"])
         assert g["score"] == pytest.approx(w["score"], rel=1e-3, abs=1e-6)
+
+
+def _triton_export():
+    """export.triton (the repository writer), or a skip where only the runtime is installed."""
+    return pytest.importorskip("export.triton")
 
 
 def parse_pbtxt(text: str) -> dict:
@@ -84,8 +89,8 @@ def parse_pbtxt(text: str) -> dict:
 
 
 @pytest.fixture(scope="module")
-def engine(tiny_artifact: Path) -> QAEngine:
-    return QAEngine.from_pretrained(tiny_artifact, provider="cpu", precision="fp32")
+def engine(random_artifact: Path) -> QAEngine:
+    return QAEngine.from_pretrained(random_artifact, provider="cpu", precision="fp32")
 
 
 def _local_infer(model: Path, calls: list[dict]):
@@ -99,12 +104,13 @@ def _local_infer(model: Path, calls: list[dict]):
 
 
 @pytest.mark.parametrize("precision, kind", [("fp32", "cpu"), ("int8", "gpu")])
-def test_config_matches_the_onnx_model(tiny_artifact: Path, tmp_path: Path, precision: str, kind: str) -> None:
-    folder = write_triton_repo(tiny_artifact, tmp_path / "repo", precision=precision, max_batch_size=16,
+def test_config_matches_the_onnx_model(random_artifact: Path, tmp_path: Path, precision: str, kind: str) -> None:
+    triton = _triton_export()
+    folder = triton.write_triton_repo(random_artifact, tmp_path / "repo", precision=precision, max_batch_size=16,
                                instance_kind=kind, max_queue_delay_us=500)
     model = folder / "1" / "model.onnx"
     assert folder == tmp_path / "repo" / "qa_engine"
-    assert sha256_file(model) == Manifest.read(tiny_artifact).variants[precision].sha256
+    assert sha256_file(model) == Manifest.read(random_artifact).variants[precision].sha256
     config = parse_pbtxt((folder / "config.pbtxt").read_text(encoding="utf-8"))
     assert config["name"] == "qa_engine"
     assert config["platform"] == "onnxruntime_onnx" and config["backend"] == "onnxruntime"
@@ -115,54 +121,56 @@ def test_config_matches_the_onnx_model(tiny_artifact: Path, tmp_path: Path, prec
     for declared, actual in ((config["input"], session.get_inputs()), (config["output"], session.get_outputs())):
         assert [d["name"] for d in declared] == [a.name for a in actual]
         for d, a in zip(declared, actual):
-            assert d["data_type"] == ONNX_TO_TRITON[a.type]
+            assert d["data_type"] == triton.ONNX_TO_TRITON[a.type]
             assert not isinstance(a.shape[0], int)  # the batch dimension, left out of dims
             assert d["dims"] == [x if isinstance(x, int) else -1 for x in a.shape[1:]] == [-1]
-    assert [d["name"] for d in config["input"]] == Manifest.read(tiny_artifact).input_names
+    assert [d["name"] for d in config["input"]] == Manifest.read(random_artifact).input_names
 
 
-def test_repo_options_are_checked(tiny_artifact: Path, tmp_path: Path) -> None:
+def test_repo_options_are_checked(random_artifact: Path, tmp_path: Path) -> None:
+    write_triton_repo = _triton_export().write_triton_repo
     with pytest.raises(ValueError, match="instance_kind"):
-        write_triton_repo(tiny_artifact, tmp_path, instance_kind="tpu")
+        write_triton_repo(random_artifact, tmp_path, instance_kind="tpu")
     with pytest.raises(ValueError, match="precision"):
-        write_triton_repo(tiny_artifact, tmp_path, precision="bf16")
-    write_triton_repo(tiny_artifact, tmp_path)
+        write_triton_repo(random_artifact, tmp_path, precision="bf16")
+    write_triton_repo(random_artifact, tmp_path)
     with pytest.raises(FileExistsError):
-        write_triton_repo(tiny_artifact, tmp_path)
+        write_triton_repo(random_artifact, tmp_path)
 
 
-def test_export_options_write_the_repo(tiny_artifact: Path, tmp_path: Path) -> None:
+def test_export_options_write_the_repo(random_artifact: Path, tmp_path: Path) -> None:
+    triton = _triton_export()
     parser = argparse.ArgumentParser()
     parser.add_argument("--force", action="store_true")
-    add_triton_args(parser)
-    assert run_triton(parser.parse_args([]), tiny_artifact) is None
+    triton.add_triton_args(parser)
+    assert triton.run_triton(parser.parse_args([]), random_artifact) is None
     args = parser.parse_args(
         ["--triton-repo", str(tmp_path), "--triton-instance-kind", "gpu", "--triton-max-batch-size", "8"]
     )
-    config = parse_pbtxt((run_triton(args, tiny_artifact) / "config.pbtxt").read_text(encoding="utf-8"))
+    config = parse_pbtxt((triton.run_triton(args, random_artifact) / "config.pbtxt").read_text(encoding="utf-8"))
     assert config["max_batch_size"] == 8 and config["instance_group"][0]["kind"] == "KIND_GPU"
 
 
-def test_client_answers_as_the_engine(tiny_artifact: Path, tmp_path: Path, engine: QAEngine) -> None:
-    folder = write_triton_repo(tiny_artifact, tmp_path, max_batch_size=4)
+def test_client_answers_as_the_engine(random_artifact: Path, engine: QAEngine) -> None:
+    """The client's requests hold at most max_batch_size rows of the inputs the model declares (what the
+    repository's config.pbtxt declares too, see above), and its answers are the engine's."""
     calls: list[dict] = []
-    client = TritonQAClient(tiny_artifact, _local_infer(folder / "1" / "model.onnx", calls), max_batch_size=4)
+    client = TritonQAClient(random_artifact, _local_infer(random_artifact / "model.fp32.onnx", calls), max_batch_size=4)
     for kw in ({}, {"top_k": 3}, {"handle_impossible_answer": True}):
         _same(client.answer_batch(QUESTIONS, CONTEXTS, **kw), engine.answer_batch(QUESTIONS, CONTEXTS, **kw))
     _same(client.answer(QUESTIONS[1], CONTEXTS[1]), engine.answer(QUESTIONS[1], CONTEXTS[1]))
-    config = parse_pbtxt((folder / "config.pbtxt").read_text(encoding="utf-8"))
-    assert calls and all(1 <= len(f["input_ids"]) <= config["max_batch_size"] for f in calls)
-    assert all(list(f) == [d["name"] for d in config["input"]] for f in calls)
+    assert calls and all(1 <= len(f["input_ids"]) <= 4 for f in calls)
+    assert all(list(f) == Manifest.read(random_artifact).input_names for f in calls)
     assert all(a.dtype == np.int64 for f in calls for a in f.values())
     with pytest.raises(ValueError):
         client.answer("", CONTEXTS[0])
 
 
-def test_http_infer_builds_triton_requests(tiny_artifact: Path, monkeypatch, engine: QAEngine) -> None:
+def test_http_infer_builds_triton_requests(random_artifact: Path, monkeypatch, engine: QAEngine) -> None:
     httpclient = pytest.importorskip("tritonclient.http")
     from tritonclient.utils import triton_to_np_dtype
 
-    session = ort.InferenceSession(str(tiny_artifact / "model.fp32.onnx"), providers=["CPUExecutionProvider"])
+    session = ort.InferenceSession(str(random_artifact / "model.fp32.onnx"), providers=["CPUExecutionProvider"])
     seen: list[tuple[str, list[str]]] = []
 
     class Result:
@@ -186,7 +194,7 @@ def test_http_infer_builds_triton_requests(tiny_artifact: Path, monkeypatch, eng
             return Result(dict(zip(names, session.run(names, feed))))
 
     monkeypatch.setattr(httpclient, "InferenceServerClient", FakeServer)
-    client = TritonQAClient.connect(tiny_artifact, url="triton:8000", model_name="qa", max_batch_size=8)
+    client = TritonQAClient.connect(random_artifact, url="triton:8000", model_name="qa", max_batch_size=8)
     _same(client.answer_batch(QUESTIONS, CONTEXTS), engine.answer_batch(QUESTIONS, CONTEXTS))
     assert seen and all(s == ("qa", ["start_logits", "end_logits"]) for s in seen)
 
