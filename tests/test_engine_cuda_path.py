@@ -9,20 +9,19 @@ import pytest
 from qa_engine import QAEngine, runtime
 from qa_engine.batching import Shapes, plan_batches
 from qa_engine.runners import OnnxRunner
+from tests.fixtures import qa_pairs
 
 
 @pytest.fixture(scope="module")
-def cpu_engine(tiny_artifact) -> QAEngine:
-    return QAEngine.from_pretrained(tiny_artifact, provider="cpu", precision="fp32")
+def cpu_engine(random_artifact) -> QAEngine:
+    return QAEngine.from_pretrained(random_artifact, provider="cpu", precision="fp32")
 
 
 @pytest.fixture(scope="module")
 def pairs() -> tuple[list[str], list[str]]:
-    from train.synthetic import generate
-
-    records = generate(40, seed=11, split="heldout")
-    questions = [r["question"] for r in records]
-    contexts = [r["context"] for r in records]
+    triples = qa_pairs(40, seed=11)
+    questions = [q for q, _, _ in triples]
+    contexts = [c for _, c, _ in triples]
     long = " ".join(dict.fromkeys(contexts))  # several windows at max_length
     return questions + questions[:6], contexts + [long] * 6
 
@@ -141,9 +140,9 @@ def test_large_calls_tokenize_in_chunks_and_start_the_model_early(cpu_engine, pa
     assert events.index("run") < events.index("tokenize", 1)  # the first call ran before the second chunk was cut
 
 
-def test_from_pretrained_warms_up_when_asked_and_not_on_cpu_by_default(tiny_artifact, calls):
-    QAEngine.from_pretrained(tiny_artifact, provider="cpu", precision="fp32")
+def test_from_pretrained_warms_up_when_asked_and_not_on_cpu_by_default(random_artifact, calls):
+    QAEngine.from_pretrained(random_artifact, provider="cpu", precision="fp32")
     assert calls == []
-    engine = QAEngine.from_pretrained(tiny_artifact, provider="cpu", precision="fp32", warmup=True, batch_size=4)
+    engine = QAEngine.from_pretrained(random_artifact, provider="cpu", precision="fp32", warmup=True, batch_size=4)
     assert sorted({(r, w) for r, w, _ in calls}) == [(1, engine.settings.window.max_length),
                                                      (4, engine.settings.window.max_length)]

@@ -11,25 +11,20 @@ import pytest
 
 from qa_engine import DecodeConfig, QAEngine
 from qa_engine.cli import main
+from tests.fixtures import qa_pairs
 
-SEEDS = [
-    ("철수는 어디에 삽니까?", "철수는 서울에 삽니다.", "서울"),
-    ("고양이가 어디에 앉습니까?", "고양이가 의자에 앉습니다.", "의자"),
-]
+SEEDS = [("철수는 어디에 삽니까?", "철수는 서울에 삽니다."), ("고양이가 어디에 앉습니까?", "고양이가 의자에 앉습니다.")]
 
 
 @pytest.fixture(scope="module")
-def engine(tiny_artifact: Path) -> QAEngine:
-    return QAEngine.from_pretrained(tiny_artifact, provider="cpu", precision="fp32")
+def engine(random_artifact: Path) -> QAEngine:
+    return QAEngine.from_pretrained(random_artifact, provider="cpu", precision="fp32")
 
 
 @pytest.fixture(scope="module")
 def pairs() -> list[tuple[str, str]]:
-    from train.synthetic import generate
-
-    records = generate(40, seed=11, split="heldout")
     filler = " 그리고 날씨가 맑았습니다."
-    return [(r["question"], r["context"] + filler * (i % 5) * 8) for i, r in enumerate(records)]
+    return [(q, c + filler * (i % 5) * 8) for i, (q, c, _) in enumerate(qa_pairs(40, seed=11))]
 
 
 class Counted:
@@ -42,6 +37,11 @@ class Counted:
         for item in self.items:
             self.taken += 1
             yield item
+
+
+def _span(answer: Any) -> tuple[str, int, int]:
+    """What must not change with batching (the score may, in its last digits: padding changes float sums)."""
+    return answer["answer"], answer["start"], answer["end"]
 
 
 def test_answer_stream_is_lazy_ordered_and_bounded(engine: QAEngine, pairs: list[tuple[str, str]]) -> None:
@@ -65,9 +65,9 @@ def test_answer_stream_default_chunk_is_a_multiple_of_the_batch(engine: QAEngine
 
 
 def test_answer_stream_names_the_bad_pair_after_answering_the_ones_before(engine: QAEngine) -> None:
-    good = [(q, c) for q, c, _ in SEEDS]
+    good = SEEDS
     stream = engine.answer_stream([*good, ("철수는?", "   "), *good], chunk_size=2)
-    assert [a["answer"] for a in [next(stream), next(stream)]] == [a for _, _, a in SEEDS]
+    assert [_span(next(stream)), _span(next(stream))] == [_span(engine.answer(q, c)) for q, c in good]
     with pytest.raises(ValueError, match="context 2 is empty"):
         next(stream)
     for bad, message in [((1, 2, 3), "pair 0 must be a"), ({"question": "q"}, "pair 0: a dict needs")]:
@@ -77,32 +77,32 @@ def test_answer_stream_names_the_bad_pair_after_answering_the_ones_before(engine
         list(engine.answer_stream("철수는 어디에 삽니까?"))
 
 
-def test_decode_settings_given_at_load_time_take_effect(tiny_artifact: Path, engine: QAEngine) -> None:
-    question, context, expected = SEEDS[0]
-    loaded = QAEngine.from_pretrained(tiny_artifact, provider="cpu", precision="fp32", top_k=3,
+def test_decode_settings_given_at_load_time_take_effect(random_artifact: Path, engine: QAEngine) -> None:
+    question, context = SEEDS[0]
+    loaded = QAEngine.from_pretrained(random_artifact, provider="cpu", precision="fp32", top_k=3,
                                       max_answer_length=1)
     assert loaded.settings.decode == DecodeConfig(max_answer_length=1, top_k=3)
     results = loaded.answer(question, context)
     assert isinstance(results, list) and len(results) == 3
     assert all(len(loaded.tokenizer.tokenizer.encode(r["answer"], add_special_tokens=False).ids) == 1
                for r in results)  # max_answer_length=1: one-token answers
-    assert engine.answer(question, context)["answer"] == expected
+    assert engine.settings.decode == DecodeConfig() and isinstance(engine.answer(question, context), dict)
     assert isinstance(loaded.answer(question, context, top_k=1), dict)  # a call argument still wins
     with_impossible = QAEngine(engine.runner, engine.tokenizer,
                                replace(engine.settings, decode=DecodeConfig(top_k=50, handle_impossible_answer=True)))
     assert "" in [a["answer"] for a in with_impossible.answer(question, context)]  # the no-answer candidate
     assert "" not in [a["answer"] for a in engine.answer(question, context, top_k=50)]
     with pytest.raises(TypeError, match="top_kk"):
-        QAEngine.from_pretrained(tiny_artifact, provider="cpu", top_kk=3)
+        QAEngine.from_pretrained(random_artifact, provider="cpu", top_kk=3)
 
 
-def test_batch_command_streams_a_file_in_input_order(tiny_artifact: Path, engine: QAEngine,
+def test_batch_command_streams_a_file_in_input_order(random_artifact: Path, engine: QAEngine,
                                                      pairs: list[tuple[str, str]], tmp_path: Path) -> None:
     source = tmp_path / "questions.jsonl"
     source.write_text("".join(json.dumps({"id": f"q{i}", "question": q, "context": c}, ensure_ascii=False) + "\n"
                               for i, (q, c) in enumerate(pairs)), encoding="utf-8")
     out = tmp_path / "answers.jsonl"
-    assert main(["batch", "--model", str(tiny_artifact), "--provider", "cpu", "--precision", "fp32",
+    assert main(["batch", "--model", str(random_artifact), "--provider", "cpu", "--precision", "fp32",
                  "--batch-size", "2", "--input", str(source), "--output", str(out)]) == 0
     rows = [json.loads(line) for line in out.read_text(encoding="utf-8").splitlines()]
     want = engine.answer_batch([q for q, _ in pairs], [c for _, c in pairs])
