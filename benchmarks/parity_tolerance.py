@@ -20,6 +20,7 @@ from export import fusion, onnx_export, validate
 from qa_engine import runtime
 from qa_engine.config import DecodeConfig, WindowConfig
 from qa_engine.features import WindowTokenizer
+from qa_engine.runners import OnnxRunner, TorchRunner
 
 KORQUAD_DEV = Path(__file__).resolve().parents[2] / "shared" / "data" / "korquad" / "KorQuAD_v1.0_dev.json"
 
@@ -47,9 +48,12 @@ def measure(name: str, config, tokenizer, questions: int = 64, seed: int = 0) ->
         examples = validate.usable(validate.validation_examples(None, questions)[0], windower)
         contexts = [ex.context for ex in examples]
         windows = windower.windows([ex.question for ex in examples], contexts)
-        runners = {"pytorch": validate.torch_runner(model), "unfused": validate.onnx_runner(runtime.cpu_session(raw.path)),
-                   "fused": validate.onnx_runner(runtime.cpu_session(fused))}
-        pred = {k: validate.predict(run, windows, contexts, raw.input_names, DecodeConfig()) for k, run in runners.items()}
+        names = tuple(raw.input_names)
+        runners = {"pytorch": TorchRunner(model, names),
+                   "unfused": OnnxRunner(runtime.cpu_session(raw.path), input_names=names),
+                   "fused": OnnxRunner(runtime.cpu_session(fused), input_names=names)}
+        pred = {k: validate.predict(run, windows, contexts, DecodeConfig(), windower.template.pad_id)
+                for k, run in runners.items()}
     real = windows.attention_mask.astype(bool)
     result: dict = {"model": name, "windows": len(windows)}
     for a, b in (("unfused", "pytorch"), ("fused", "unfused"), ("fused", "pytorch")):

@@ -5,15 +5,16 @@ import logging
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 
-from qa_engine.batching import plan_batches
+from qa_engine.answering import decode_windows, run_windows
 from qa_engine.config import DecodeConfig
 from qa_engine.features import Windows, WindowTokenizer
 from qa_engine.metrics import evaluate
-from qa_engine.spans import best_spans, merge_answers
+from qa_engine.runners import ModelRunner, OnnxRunner, TorchRunner
+from qa_engine.spans import best_spans
 from qa_engine.squad import Example, load_examples, make_example, references, split_by_fit
 
 if TYPE_CHECKING:
@@ -45,7 +46,6 @@ BUILTIN_SAMPLES = (
 )
 
 
-Runner = Callable[[dict[str, np.ndarray]], tuple[np.ndarray, np.ndarray]]  # feed -> (start_logits, end_logits)
 
 
 class ParityError(ValueError):
@@ -131,29 +131,12 @@ def usable(examples: Sequence[Example], tokenizer: WindowTokenizer) -> list[Exam
     return kept
 
 
-def _feed(w: Windows, rows: np.ndarray, width: int, names: Sequence[str]) -> dict[str, np.ndarray]:
-    arrays = {"input_ids": w.input_ids, "attention_mask": w.attention_mask, "token_type_ids": w.token_type_ids}
-    return {n: np.ascontiguousarray(arrays[n][rows, :width]) for n in names}
-
-
-def predict(
-    run: Runner,
-    windows: Windows,
-    contexts: Sequence[str],
-    input_names: Sequence[str],
-    decode: DecodeConfig,
-) -> Predictions:
-    """Run `run` over length-sorted batches of windows and decode the answers with qa_engine.spans."""
-    n, length = windows.input_ids.shape
-    start = np.zeros((n, length), dtype=np.float32)
-    end = np.zeros((n, length), dtype=np.float32)
-    for rows, width in plan_batches(windows.lengths, BATCH_SIZE):
-        width = min(width, length)
-        s, e = run(_feed(windows, rows, width, input_names))
-        start[rows, :width], end[rows, :width] = s, e
-    spans = best_spans(start, end, windows.softmax_mask(), windows.context_mask, decode.max_answer_length)
-    merged = merge_answers(spans, windows.offsets, windows.example_index, contexts)
-    return Predictions(start, end, [a[0].answer if a else "" for a in merged])
+def predict(runner: ModelRunner, windows: Windows, contexts: Sequence[str], decode: DecodeConfig,
+            pad_id: int) -> Predictions:
+    """`runner`'s logits on every window and the answers they give (qa_engine.answering, as the engine decodes)."""
+    start, end = run_windows(runner, windows, pad_id, BATCH_SIZE)
+    answers = decode_windows(windows, contexts, start, end, DecodeConfig(max_answer_length=decode.max_answer_length))
+    return Predictions(start, end, [a[0].answer if a else "" for a in answers])
 
 
 def changed_answers(
@@ -189,28 +172,6 @@ def _log_softmax(logits: np.ndarray, mask: np.ndarray) -> np.ndarray:
     return x - top - np.log(np.exp(x - top).sum(axis=1, keepdims=True))
 
 
-def torch_runner(model: "PreTrainedModel") -> Runner:
-    """PyTorch forward on numpy feeds, logits back as float32 numpy."""
-    import torch
-
-    def run(feed: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
-        with torch.inference_mode():
-            out = model(**{k: torch.from_numpy(v) for k, v in feed.items()})
-        return out.start_logits.float().numpy(), out.end_logits.float().numpy()
-
-    return run
-
-
-def onnx_runner(session: "ort.InferenceSession") -> Runner:
-    """onnxruntime run returning (start_logits, end_logits) as float32."""
-
-    def run(feed: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
-        start, end = session.run(["start_logits", "end_logits"], feed)[:2]
-        return start.astype(np.float32, copy=False), end.astype(np.float32, copy=False)
-
-    return run
-
-
 def _scores(examples: Sequence[Example], answers: Sequence[str]) -> tuple[float, float]:
     score = evaluate(references(examples), {ex.id: a for ex, a in zip(examples, answers)})
     return round(score.exact_match, 3), round(score.f1, 3)
@@ -239,16 +200,17 @@ def check_fp32_parity(
     questions = [ex.question for ex in examples]
     contexts = [ex.context for ex in examples]
     windows = tokenizer.windows(questions, contexts)
-    shipped = predict(onnx_runner(session), windows, contexts, input_names, decode)
+    pad_id, names = tokenizer.template.pad_id, tuple(input_names)
+    shipped = predict(OnnxRunner(session, input_names=names), windows, contexts, decode, pad_id)
 
     k = min(PARITY_QUESTIONS, len(examples))
     rows = np.flatnonzero(windows.example_index < k)
     sub = windows.select(rows, windows.input_ids.shape[1])
-    torch_pred = predict(torch_runner(model), sub, contexts[:k], input_names, decode)
+    torch_pred = predict(TorchRunner(model, names), sub, contexts[:k], decode, pad_id)
     graph = Predictions(shipped.start_logits[rows], shipped.end_logits[rows], shipped.answers[:k])
     steps = [("onnx_vs_pytorch", "fp32 ONNX graph", "PyTorch", graph, torch_pred)]
     if unfused is not None:
-        plain = predict(onnx_runner(unfused), sub, contexts[:k], input_names, decode)
+        plain = predict(OnnxRunner(unfused, input_names=names), sub, contexts[:k], decode, pad_id)
         steps = [("unfused_vs_pytorch", "unfused ONNX export", "PyTorch", plain, torch_pred),
                  ("fused_vs_unfused", "fused graph", "unfused export", graph, plain)]
     real = sub.attention_mask.astype(bool)
@@ -345,7 +307,8 @@ def compare_to_fp32(
     """A reduced-precision variant against fp32 (`reference_answers`, one per example): identical answers, EM/F1 deltas."""
     contexts = [ex.context for ex in examples]
     windows = tokenizer.windows([ex.question for ex in examples], contexts)
-    pred = predict(onnx_runner(session), windows, contexts, input_names, decode)
+    runner = OnnxRunner(session, input_names=tuple(input_names))
+    pred = predict(runner, windows, contexts, decode, tokenizer.template.pad_id)
     same = sum(a == b for a, b in zip(pred.answers, reference_answers)) / len(examples)
     em, f1 = _scores(examples, pred.answers)
     em32, f132 = _scores(examples, reference_answers)

@@ -13,6 +13,7 @@ import numpy as np
 import onnxruntime as ort
 
 from . import hub, runtime
+from .answering import model_feed
 from .batching import Shapes, plan_batches
 from .config import DecodeConfig, WindowConfig
 from .features import Windows, WindowTokenizer
@@ -270,7 +271,8 @@ class QAEngine:
 
         def prepare(call: tuple[_Chunk, np.ndarray, int]) -> dict[str, np.ndarray]:
             with _timed(profile, "bucket"):
-                return self._feed(call[0].windows, call[1], call[2], shapes)
+                return model_feed(call[0].windows, call[1], call[2], self.runner.input_names,
+                                  self.tokenizer.template.pad_id, shapes)
 
         def run(feed: dict[str, np.ndarray]) -> Logits:
             with _timed(profile, "run"):
@@ -285,21 +287,6 @@ class QAEngine:
 
         overlapped(calls(), prepare, run, finish, self.settings.overlaps())
         return results
-
-    def _feed(self, w: Windows, rows: np.ndarray, width: int, shapes: Shapes) -> dict[str, np.ndarray]:
-        """The call's model inputs: `rows` padded to the device's row count with copies of the first row, and
-        columns to `width` (which may exceed the longest window) with the pad id and zeros."""
-        n = shapes.rows(len(rows))
-        if n > len(rows):
-            rows = np.concatenate([rows, np.full(n - len(rows), rows[0])])
-        cols = min(width, w.input_ids.shape[1])
-        arrays = {"input_ids": w.input_ids, "attention_mask": w.attention_mask, "token_type_ids": w.token_type_ids}
-        feed = {}
-        for name in self.runner.input_names:
-            out = np.full((n, width), self.tokenizer.template.pad_id if name == "input_ids" else 0, dtype=np.int64)
-            out[:, :cols] = arrays[name][rows, :cols]
-            feed[name] = out
-        return feed
 
     def warmup(self, batch_sizes: Sequence[int] | None = None) -> float:
         """Run each model-call width once at batch 1 and at the batch size (or at `batch_sizes`), so that no request

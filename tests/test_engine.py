@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from qa_engine import QAEngine, runtime
-from qa_engine.batching import Shapes
+from qa_engine.answering import model_feed
 from qa_engine.manifest import Manifest
 from qa_engine.runners import CallRunner
 
@@ -251,7 +251,7 @@ def test_manifest_from_a_newer_version_is_refused(tiny_artifact, tmp_path):
 def test_io_binding_path_gives_the_plain_run_outputs(engine):
     """The CUDA path's IO binding, exercised on the CPU provider (no GPU needed)."""
     w = engine.tokenizer.windows([SEEDS[0][0]] * 3, [SEEDS[0][1]] * 3)
-    feed = engine._feed(w, np.arange(3), 24, Shapes())
+    feed = model_feed(w, np.arange(3), 24, engine.runner.input_names, engine.tokenizer.template.pad_id)
     plain = runtime.run(engine.runner.session, feed, "cpu")
     bound = runtime.run(engine.runner.session, feed, "cuda")
     for a, b in zip(plain, bound):

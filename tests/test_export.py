@@ -158,6 +158,7 @@ class _Shifted:
         self.session, self.output, self.shift = session, output, shift
 
     def run(self, names, feed):
+        names = names or [o.name for o in self.session.get_outputs()]
         return [o + self.shift if n == self.output else o for n, o in zip(names, self.session.run(names, feed))]
 
 

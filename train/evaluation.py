@@ -6,9 +6,10 @@ from typing import Sequence
 
 import numpy as np
 
+from qa_engine.answering import decode_windows
+from qa_engine.config import DecodeConfig
 from qa_engine.features import WindowTokenizer, Windows
 from qa_engine.metrics import Score, evaluate
-from qa_engine.spans import MASKED_LOGIT, best_spans, merge_answers
 from qa_engine.squad import Example, references
 
 from .data import WindowDataset, inference_dataset
@@ -29,13 +30,9 @@ class EvalSet:
         return cls(list(examples), windows, dataset, answered)
 
     def predictions(self, start_logits: np.ndarray, end_logits: np.ndarray, max_answer_length: int) -> dict[str, str]:
-        """id -> best answer text from per-window logits [N, <=L] (narrower batches padded by the caller)."""
-        width = self.windows.input_ids.shape[1]
-        start_logits, end_logits = (_widen(x, width) for x in (start_logits, end_logits))
-        spans = best_spans(start_logits, end_logits, self.windows.softmax_mask(), self.windows.context_mask,
-                           max_answer_length, top_k=1)
-        answers = merge_answers(spans, self.windows.offsets, self.windows.example_index,
-                                [ex.context for ex in self.answered], top_k=1)
+        """id -> best answer text from per-window logits [N, <=L] (narrower ones count as masked)."""
+        answers = decode_windows(self.windows, [ex.context for ex in self.answered], start_logits, end_logits,
+                                 DecodeConfig(max_answer_length=max_answer_length))
         return {ex.id: found[0].answer for ex, found in zip(self.answered, answers) if found}
 
     def score(self, start_logits: np.ndarray, end_logits: np.ndarray, max_answer_length: int,
@@ -43,10 +40,3 @@ class EvalSet:
         """EM/F1 over all examples (those without a prediction score 0)."""
         return evaluate(references(self.examples), self.predictions(start_logits, end_logits, max_answer_length),
                         metric)
-
-
-def _widen(logits: np.ndarray, width: int) -> np.ndarray:
-    logits = np.asarray(logits, dtype=np.float32)[:, :width]
-    if logits.shape[1] == width:
-        return logits
-    return np.pad(logits, ((0, 0), (0, width - logits.shape[1])), constant_values=MASKED_LOGIT)
