@@ -4,13 +4,13 @@ from __future__ import annotations
 import math
 from typing import Iterable
 
+from qa_engine.engine import STAGES
 from qa_engine.metrics import evaluate
 
 from .flops import ModelShape, model_flops
 from .systems import SYSTEMS, baseline_for
 
 TARGET_BATCH = 32
-STAGES = ("tokenize", "bucket", "run", "decode")
 
 
 def _best(runs: list[dict], bs: str) -> dict | None:

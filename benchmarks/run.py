@@ -14,18 +14,19 @@ import sys
 import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from importlib import metadata
 from pathlib import Path
 
 from qa_engine.atomic import atomic_write_text
+from qa_engine.manifest import installed_versions
 
 from . import analysis
 from .decoder import decoder_benchmark
-from .windows import QUESTIONS as WINDOW_QUESTIONS, windows_benchmark
 from .hardware import cpu_info, cuda_peaks, gemm_peaks, gpu_info
 from .models import PreparedModel, checkpoint_model, digest, speed_model, tiny_checkpoint, tiny_dir
 from .ort_profile import profile_engine
 from .systems import SYSTEMS, systems_for
+from .windows import QUESTIONS as WINDOW_QUESTIONS
+from .windows import windows_benchmark
 from .workload import Workload, load_workload, sample
 
 log = logging.getLogger(__name__)
@@ -33,7 +34,7 @@ log = logging.getLogger(__name__)
 JOB_TIMEOUT_S = 3600
 PROFILE_QUESTIONS = 64
 DECODER_QUESTIONS = 256  # drawn independently of --questions so that 64 whole-question windows always exist
-VERSIONED = ("torch", "transformers", "optimum", "optimum-onnx", "onnxruntime-gpu", "onnxruntime", "tokenizers",
+BENCH_PACKAGES = ("torch", "transformers", "optimum", "optimum-onnx", "onnxruntime-gpu", "onnxruntime", "tokenizers",
              "numpy")
 CONCURRENCY_SYSTEM = "engine-cuda-fp16"  # the system the CUDA run serves concurrent clients with
 
@@ -156,16 +157,6 @@ def run_job(job: Job, model: PreparedModel, workload_file: Path, cfg: BenchConfi
         tail = log_file.read_text(encoding="utf-8", errors="replace").strip().splitlines()[-3:]
         raise RuntimeError(f"exit {proc.returncode}: {' / '.join(tail)}")
     return json.loads(Path(spec["result"]).read_text(encoding="utf-8"))
-
-
-def _versions() -> dict[str, str]:
-    found = {}
-    for name in VERSIONED:
-        try:
-            found[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            continue
-    return found
 
 
 def _token_stats(model: PreparedModel, work: Workload) -> dict:
@@ -304,7 +295,7 @@ def run(cfg: BenchConfig, progress: bool = True) -> dict:
             "data": cfg.data, "questions": len(work), "seed": cfg.seed,
             "latency_questions": min(cfg.latency_questions, len(work)), "batch_sizes": list(cfg.batch_sizes),
             "target_batch": cfg.target_batch, "repetitions": cfg.repeats, "full_repeats": cfg.full_repeats,
-            "versions": _versions(),
+            "versions": installed_versions(BENCH_PACKAGES),
             "optimum_per_channel": cfg.optimum_per_channel, **_token_stats(speed, work), **device_meta,
         },
         "hardware": hardware,

@@ -4,7 +4,6 @@ from __future__ import annotations
 import json
 import logging
 import shutil
-from importlib import metadata
 from pathlib import Path
 from typing import Iterable, NamedTuple
 
@@ -12,7 +11,7 @@ from qa_engine import runtime
 from qa_engine.atomic import atomic_dir
 from qa_engine.config import DecodeConfig, WindowConfig, max_window_length
 from qa_engine.features import WindowTokenizer
-from qa_engine.manifest import PRECISIONS, Manifest, Variant, sha256_file
+from qa_engine.manifest import PRECISIONS, Manifest, Variant, installed_versions, sha256_file
 
 from . import fusion, onnx_export, quantize, validate
 
@@ -20,7 +19,7 @@ log = logging.getLogger(__name__)
 
 PROVIDERS = {"fp32": ["cpu", "cuda"], "int8": ["cpu"], "fp16": ["cuda"]}
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "config.json")
-VERSIONED = ("onnxruntime", "optimum", "optimum-onnx", "transformers", "torch", "onnx")
+ARTIFACT_PACKAGES = ("optimum", "optimum-onnx", "transformers", "torch", "onnx")  # recorded in the manifest
 TRAIN_CONFIG = "train_config.json"  # written by `qa-engine train`: the window settings the model was trained with
 WORK = ".work"  # intermediates inside the temp artifact folder, removed before it is renamed into place
 
@@ -63,16 +62,10 @@ def settings(checkpoint: onnx_export.Checkpoint) -> tuple[WindowConfig, DecodeCo
 
 
 def versions() -> dict[str, str]:
-    """Installed versions of the packages that shaped the artifact."""
+    """Installed versions of the packages that shaped the artifact (onnxruntime by its module: -gpu or not)."""
     import onnxruntime
 
-    found = {"onnxruntime": onnxruntime.__version__}
-    for name in VERSIONED[1:]:
-        try:
-            found[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            continue
-    return found
+    return {"onnxruntime": onnxruntime.__version__, **installed_versions(ARTIFACT_PACKAGES)}
 
 
 def export_artifact(

@@ -3,9 +3,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+from importlib import metadata
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable
 
 from .atomic import atomic_write_text
 
@@ -85,3 +86,15 @@ def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
         while block := f.read(chunk):
             h.update(block)
     return h.hexdigest()
+
+
+def installed_versions(packages: Iterable[str]) -> dict[str, str]:
+    """Installed distribution versions of `packages` (those not installed are left out): what an artifact or a
+    report records about the software that made it."""
+    found = {}
+    for name in packages:
+        try:
+            found[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+    return found

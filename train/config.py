@@ -9,7 +9,7 @@ from qa_engine.metrics import METRICS
 DEFAULT_MODEL = "distilbert/distilbert-base-multilingual-cased"
 DEFAULT_DATASET = "KorQuAD/squad_kor_v1"
 EVAL_SPLIT = "validation"
-PRECISIONS = ("auto", "bf16", "fp16", "no")
+MIXED_PRECISIONS = ("auto", "bf16", "fp16", "no")  # the Trainer's mixed_precision choices
 
 
 @dataclass
@@ -46,8 +46,8 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         WindowConfig(self.max_length, self.doc_stride)  # validates the window settings
-        if self.mixed_precision not in PRECISIONS:
-            raise ValueError(f"mixed_precision must be one of {PRECISIONS}, got {self.mixed_precision!r}")
+        if self.mixed_precision not in MIXED_PRECISIONS:
+            raise ValueError(f"mixed_precision must be one of {MIXED_PRECISIONS}, got {self.mixed_precision!r}")
         if self.metric not in METRICS:
             raise ValueError(f"unknown metric {self.metric!r}; choose one of {sorted(METRICS)}")
         for name in ("batch_size", "grad_accum", "max_answer_length", "logging_steps", "save_total_limit"):
