@@ -7,7 +7,7 @@ from typing import Sequence
 
 import numpy as np
 
-from .batching import Shapes, plan_batches
+from .buckets import Shapes, plan_batches
 from .config import DecodeConfig
 from .features import Windows
 from .runners import Logits, ModelRunner

@@ -14,7 +14,7 @@ import onnxruntime as ort
 
 from . import hub, runtime
 from .answering import model_feed
-from .batching import Shapes, plan_batches
+from .buckets import Shapes, plan_batches
 from .config import DecodeConfig, WindowConfig
 from .features import Windows, WindowTokenizer
 from .inputs import check_texts
@@ -56,7 +56,7 @@ class EngineSettings:
         return windows * self.window.max_length
 
     def shapes(self, batch_size: int) -> Shapes:
-        """The model-call shapes of this device (fixed widths and row counts on CUDA, see qa_engine.batching)."""
+        """The model-call shapes of this device (fixed widths and row counts on CUDA, see qa_engine.buckets)."""
         return Shapes.for_device(self.device, self.window.max_length, batch_size)
 
     def overlaps(self) -> bool:

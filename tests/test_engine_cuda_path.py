@@ -7,7 +7,7 @@ from dataclasses import replace
 import pytest
 
 from qa_engine import QAEngine, runtime
-from qa_engine.batching import Shapes, plan_batches
+from qa_engine.buckets import Shapes, plan_batches
 from qa_engine.runners import OnnxRunner
 from tests.fixtures import qa_pairs
 

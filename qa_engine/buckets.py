@@ -1,4 +1,4 @@
-"""Length bucketing: windows sorted by length and packed into model calls under a token budget, in the shapes
+"""Length buckets: windows sorted by length and packed into model calls under a token budget, in the shapes
 the device wants (any multiple of 8 on CPU; on CUDA a few fixed widths and batch sizes, all warmed up at load)."""
 from __future__ import annotations
 
