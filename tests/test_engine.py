@@ -1,6 +1,8 @@
-"""QAEngine on the tiny exported model: API, bucketing, long contexts, pipeline parity, providers, threads."""
+"""QAEngine: API, bucketing, long contexts, providers, threads and bad input on the random-weight artifact (runtime
+dependencies only); answers, accuracy and parity with the HF pipeline on the trained tiny model (slow)."""
 import json
 import logging
+import re
 import shutil
 import unicodedata
 from concurrent.futures import ThreadPoolExecutor
@@ -12,6 +14,7 @@ from qa_engine import QAEngine, runtime
 from qa_engine.answering import model_feed
 from qa_engine.manifest import Manifest
 from qa_engine.runners import CallRunner
+from tests.fixtures import char_wordpiece, qa_pairs
 
 SEEDS = [
     ("철수는 어디에 삽니까?", "철수는 서울에 삽니다.", "서울"),
@@ -20,8 +23,19 @@ SEEDS = [
 
 
 @pytest.fixture(scope="module")
-def engine(tiny_artifact):
-    return QAEngine.from_pretrained(tiny_artifact, provider="cpu", precision="fp32")
+def engine(random_artifact):
+    return QAEngine.from_pretrained(random_artifact, provider="cpu", precision="fp32")
+
+
+@pytest.fixture(scope="module")
+def trained_engine(tiny_bert_artifact):
+    return QAEngine.from_pretrained(tiny_bert_artifact, provider="cpu", precision="fp32")
+
+
+@pytest.fixture(scope="module")
+def pairs():
+    triples = qa_pairs(60, seed=7)
+    return [q for q, _, _ in triples], [c for _, c, _ in triples]
 
 
 @pytest.fixture(scope="module")
@@ -48,14 +62,14 @@ def _check_offsets(engine, context, results, expected=None):
 
 
 @pytest.mark.parametrize("question, context, expected", SEEDS)
-def test_seed_questions_in_both_cpu_precisions(tiny_artifact, question, context, expected):
+def test_seed_questions_in_both_cpu_precisions(tiny_bert_artifact, question, context, expected):
     for precision in ("fp32", "int8"):
-        eng = QAEngine.from_pretrained(tiny_artifact, provider="cpu", precision=precision)
+        eng = QAEngine.from_pretrained(tiny_bert_artifact, provider="cpu", precision=precision)
         _check_offsets(eng, context, eng.answer(question, context), expected)
 
 
-def test_default_precision_on_cpu_is_int8(tiny_artifact):
-    assert QAEngine.from_pretrained(tiny_artifact, provider="cpu").settings.precision == "int8"
+def test_default_precision_on_cpu_is_int8(random_artifact):
+    assert QAEngine.from_pretrained(random_artifact, provider="cpu").settings.precision == "int8"
 
 
 def test_top_k_returns_a_sorted_list(engine):
@@ -63,11 +77,15 @@ def test_top_k_returns_a_sorted_list(engine):
     assert isinstance(results, list) and len(results) == 3
     assert [r["score"] for r in results] == sorted((r["score"] for r in results), reverse=True)
     _check_offsets(engine, SEEDS[0][1], results)
-    assert results[0]["answer"] == SEEDS[0][2]
+    assert results[0] == engine.answer(*SEEDS[0][:2])
 
 
-def test_batch_order_is_kept_under_bucketing(engine, synthetic):
-    questions, contexts, _ = synthetic
+def test_top_k_starts_with_the_seed_answer(trained_engine):
+    assert trained_engine.answer(*SEEDS[0][:2], top_k=3)[0]["answer"] == SEEDS[0][2]
+
+
+def test_batch_order_is_kept_under_bucketing(engine, pairs):
+    questions, contexts = pairs
     # pad some contexts so the batch mixes very different lengths
     contexts = [c + (" 그리고 날씨가 맑았습니다." * (i % 7) * 10) for i, c in enumerate(contexts)]
     batched = engine.answer_batch(questions, contexts, batch_size=4)
@@ -77,29 +95,29 @@ def test_batch_order_is_kept_under_bucketing(engine, synthetic):
     np.testing.assert_allclose([b["score"] for b in batched], [o["score"] for o in one_by_one], rtol=1e-4)
 
 
-def test_heldout_accuracy_through_the_engine_matches_pytorch(tiny_checkpoint, engine, synthetic):
+def test_heldout_accuracy_through_the_engine_matches_pytorch(tiny_bert_checkpoint, trained_engine, synthetic):
     """The exported engine scores what the PyTorch checkpoint scores on questions about unseen names."""
     from transformers import AutoModelForQuestionAnswering, AutoTokenizer, pipeline
 
     questions, contexts, records = synthetic
-    qa = pipeline("question-answering", model=AutoModelForQuestionAnswering.from_pretrained(tiny_checkpoint),
-                  tokenizer=AutoTokenizer.from_pretrained(tiny_checkpoint))
+    qa = pipeline("question-answering", model=AutoModelForQuestionAnswering.from_pretrained(tiny_bert_checkpoint),
+                  tokenizer=AutoTokenizer.from_pretrained(tiny_bert_checkpoint))
     torch_answers = qa(question=questions, context=contexts, align_to_words=False, max_answer_len=30)
     gold = [rec["answers"]["text"][0] for rec in records]
-    engine_em = np.mean([r["answer"] == g for r, g in zip(engine.answer_batch(questions, contexts), gold)])
+    engine_em = np.mean([r["answer"] == g for r, g in zip(trained_engine.answer_batch(questions, contexts), gold)])
     torch_em = np.mean([r["answer"] == g for r, g in zip(torch_answers, gold)])
     assert engine_em >= 0.85  # issue 2's 90 is measured on 824 questions at training; these are 158 others
     assert abs(engine_em - torch_em) <= 0.01
 
 
-def _pipeline_on_artifact(tiny_artifact):
+def _pipeline_on_artifact(artifact):
     from optimum.onnxruntime import ORTModelForQuestionAnswering
     from transformers import AutoTokenizer, pipeline
 
     model = ORTModelForQuestionAnswering.from_pretrained(
-        tiny_artifact, file_name="model.fp32.onnx", provider="CPUExecutionProvider"
+        artifact, file_name="model.fp32.onnx", provider="CPUExecutionProvider"
     )
-    return pipeline("question-answering", model=model, tokenizer=AutoTokenizer.from_pretrained(tiny_artifact))
+    return pipeline("question-answering", model=model, tokenizer=AutoTokenizer.from_pretrained(artifact))
 
 
 def _agreement(engine, qa, questions, contexts, **kw):
@@ -114,60 +132,69 @@ def _agreement(engine, qa, questions, contexts, **kw):
     return np.mean(same)
 
 
-def test_long_context_is_answered_across_all_its_windows(tiny_artifact, engine):
-    filler = "오늘은 날씨가 맑고 바람이 조금 붑니다. 시장에는 사람이 많습니다. " * 600
-    context = filler + "철수는 서울에 삽니다."
+FILLER = "오늘은 날씨가 맑고 바람이 조금 붑니다. 시장에는 사람이 많습니다. " * 600
+LONG = ("철수는 어디에 삽니까?", FILLER + "철수는 서울에 삽니다.")
+
+
+def test_long_context_is_answered_across_all_its_windows(engine):
+    """No text repeats (windows of repeated text give the same answer text, reported at its first place)."""
     question = "철수는 어디에 삽니까?"
+    context = " ".join(c for _, c, _ in qa_pairs(500, seed=5))
     assert len(engine.tokenizer.windows([question], [context])) > 50
     candidates = engine.answer(question, context, top_k=100)
     _check_offsets(engine, context, candidates)
-    late = [r for r in candidates if r["start"] >= len(filler)]
+    assert max(r["start"] for r in candidates) > 0.9 * len(context)  # from the last windows too
+
+
+def test_long_context_answer_in_the_last_window_as_the_hf_pipeline(tiny_bert_artifact, trained_engine):
+    question, context = LONG
+    late = [r for r in trained_engine.answer(question, context, top_k=100) if r["start"] >= len(FILLER)]
     assert late, "no candidate from the last window"
     assert all(r["end"] <= len(context) for r in late)
-    assert _agreement(engine, _pipeline_on_artifact(tiny_artifact), [question], [context]) == 1.0
+    assert _agreement(trained_engine, _pipeline_on_artifact(tiny_bert_artifact), [question], [context]) == 1.0
 
 
-def test_same_answers_as_hf_pipeline_on_synthetic(tiny_artifact, engine, synthetic):
+def test_same_answers_as_hf_pipeline_on_synthetic(tiny_bert_artifact, trained_engine, synthetic):
     questions, contexts, _ = synthetic
-    assert _agreement(engine, _pipeline_on_artifact(tiny_artifact), questions, contexts) == 1.0
+    assert _agreement(trained_engine, _pipeline_on_artifact(tiny_bert_artifact), questions, contexts) == 1.0
 
 
-def test_same_answers_as_hf_pipeline_on_korquad(tiny_artifact, engine, korquad_dev):
+def test_same_answers_as_hf_pipeline_on_korquad(tiny_bert_artifact, trained_engine, korquad_dev):
     """Real contexts (multi-window ones included). The tiny model is weak on them, which makes
     near-ties more likely; any difference would come from float32 rounding between two sessions."""
     from qa_engine.squad import load_examples
 
     examples = load_examples(korquad_dev)[::20]
-    rate = _agreement(engine, _pipeline_on_artifact(tiny_artifact),
+    rate = _agreement(trained_engine, _pipeline_on_artifact(tiny_bert_artifact),
                       [e.question for e in examples], [e.context for e in examples])
     assert rate >= 0.999
 
 
-def test_eight_threads_give_sequential_answers(engine, synthetic):
-    questions, contexts, _ = synthetic
+def test_eight_threads_give_sequential_answers(engine, pairs):
+    questions, contexts = pairs
     expected = [engine.answer(q, c) for q, c in zip(questions, contexts)]
     with ThreadPoolExecutor(8) as pool:
         got = list(pool.map(lambda qc: engine.answer(*qc), zip(questions * 3, contexts * 3)))
     assert got == expected * 3
 
 
-def test_auto_falls_back_to_cpu_with_one_log_line(tiny_artifact, monkeypatch, caplog):
+def test_auto_falls_back_to_cpu_with_one_log_line(random_artifact, monkeypatch, caplog):
     monkeypatch.setattr(runtime, "cuda_session", lambda *a, **k: None)
     caplog.set_level(logging.INFO, logger="qa_engine")
-    eng = QAEngine.from_pretrained(tiny_artifact, provider="auto")
+    eng = QAEngine.from_pretrained(random_artifact, provider="auto")
     assert eng.settings.device == "cpu" and eng.settings.precision == "int8"
     assert sum("CUDA is not usable" in r.message for r in caplog.records) == 1
     with pytest.raises(RuntimeError, match="cuda"):
-        QAEngine.from_pretrained(tiny_artifact, provider="cuda")
+        QAEngine.from_pretrained(random_artifact, provider="cuda")
 
 
-def test_explicit_provider_list_and_unknown_provider(tiny_artifact):
-    eng = QAEngine.from_pretrained(tiny_artifact, provider=["CPUExecutionProvider"], precision="fp32")
+def test_explicit_provider_list_and_unknown_provider(random_artifact):
+    eng = QAEngine.from_pretrained(random_artifact, provider=["CPUExecutionProvider"], precision="fp32")
     assert eng.runner.session.get_providers() == ["CPUExecutionProvider"]
     with pytest.raises(ValueError, match="provider"):
-        QAEngine.from_pretrained(tiny_artifact, provider="tpu")
+        QAEngine.from_pretrained(random_artifact, provider="tpu")
     with pytest.raises(ValueError, match="precision"):
-        QAEngine.from_pretrained(tiny_artifact, provider="cpu", precision="int4")
+        QAEngine.from_pretrained(random_artifact, provider="cpu", precision="int4")
 
 
 @pytest.mark.parametrize(
@@ -203,31 +230,47 @@ def test_a_single_string_is_not_taken_for_a_list(engine):
     ],
 )
 def test_odd_unicode_keeps_offsets_on_the_original_string(engine, context, same_tokens_as_seed):
-    """Offsets index the string as given. Where the model sees the seed's own tokens the answer is the seed's,
-    cut from the odd string; elsewhere it must still be a real answer on token boundaries."""
-    question, seed_context, seed_answer = SEEDS[0]
+    """Offsets index the string as given. Where the model sees the seed's own tokens the answer is the seed's
+    span (same score), cut from the odd string; elsewhere it must still be a real answer on token boundaries."""
+    question, seed_context, _ = SEEDS[0]
     seed_ids = engine.tokenizer.windows([question], [seed_context]).input_ids
     assert np.array_equal(engine.tokenizer.windows([question], [context]).input_ids, seed_ids) == same_tokens_as_seed
-    _check_offsets(engine, context, engine.answer(question, context), seed_answer if same_tokens_as_seed else None)
+    result = engine.answer(question, context)
+    _check_offsets(engine, context, result)
+    if same_tokens_as_seed:
+        seed = engine.answer(question, seed_context)
+        assert _visible(result["answer"]) == _visible(seed["answer"])
+        assert result["score"] == pytest.approx(seed["score"], rel=1e-5)
+
+
+def _visible(text):
+    """`text` without whitespace, control and zero-width characters (what the normalizer drops or splits on)."""
+    return re.sub(r"[\s\x00-\x1f\u200b\u200d\ufeff]", "", text)
+
+
+CONTEXT_100K = ("가나다라마바사 아자차카타파하. " * 7000)[:100_000] + " 철수는 서울에 삽니다."
 
 
 def test_context_of_100k_characters(engine):
-    context = ("가나다라마바사 아자차카타파하. " * 7000)[:100_000] + " 철수는 서울에 삽니다."
-    result = engine.answer("철수는 어디에 삽니까?", context)
-    _check_offsets(engine, context, result, "서울")
-    assert result["start"] == context.rindex("서울")
+    _check_offsets(engine, CONTEXT_100K, engine.answer("철수는 어디에 삽니까?", CONTEXT_100K, top_k=5))
 
 
-def test_missing_and_corrupt_artifacts(tiny_artifact, tmp_path):
+def test_context_of_100k_characters_has_its_answer_found_at_the_end(trained_engine):
+    result = trained_engine.answer("철수는 어디에 삽니까?", CONTEXT_100K)
+    _check_offsets(trained_engine, CONTEXT_100K, result, "서울")
+    assert result["start"] == CONTEXT_100K.rindex("서울")
+
+
+def test_missing_and_corrupt_artifacts(random_artifact, tmp_path):
     with pytest.raises(FileNotFoundError, match="not found"):
         QAEngine.from_pretrained(tmp_path / "nope")
     broken = tmp_path / "broken"
-    shutil.copytree(tiny_artifact, broken)
+    shutil.copytree(random_artifact, broken)
     (broken / "tokenizer.json").unlink()
     with pytest.raises(FileNotFoundError, match="tokenizer"):
         QAEngine.from_pretrained(broken, provider="cpu")
     corrupt = tmp_path / "corrupt"
-    shutil.copytree(tiny_artifact, corrupt)
+    shutil.copytree(random_artifact, corrupt)
     (corrupt / "model.fp32.onnx").write_bytes(b"not an onnx model")
     with pytest.raises(ValueError, match="checksum"):
         QAEngine.from_pretrained(corrupt, provider="cpu", precision="fp32")
@@ -235,9 +278,9 @@ def test_missing_and_corrupt_artifacts(tiny_artifact, tmp_path):
         QAEngine.from_pretrained(corrupt, provider="cpu", precision="fp32", verify=False)
 
 
-def test_manifest_from_a_newer_version_is_refused(tiny_artifact, tmp_path):
+def test_manifest_from_a_newer_version_is_refused(random_artifact, tmp_path):
     newer = tmp_path / "newer"
-    shutil.copytree(tiny_artifact, newer)
+    shutil.copytree(random_artifact, newer)
     raw = json.loads((newer / "qa_engine.json").read_text())
     raw["format_version"] = 99
     (newer / "qa_engine.json").write_text(json.dumps(raw))
@@ -261,21 +304,12 @@ def test_io_binding_path_gives_the_plain_run_outputs(engine):
 def _engine_with_pad_id(pad_id, device, feeds):
     """An engine whose tokenizer's [PAD] is `pad_id` (neither 0 nor 1), with a stand-in model that records every
     feed into `feeds` and returns zero logits."""
-    from tokenizers import Tokenizer, models, pre_tokenizers, processors
-
     from qa_engine.engine import EngineSettings
     from qa_engine.features import WindowTokenizer
 
     specials = ["[UNK]", "[CLS]", "[SEP]", "[MASK]"]
     specials.insert(pad_id, "[PAD]")
-    chars = sorted({ch for q, c, _ in SEEDS for ch in q + c if not ch.isspace()})
-    vocab = {t: i for i, t in enumerate([*specials, *chars, *("##" + ch for ch in chars)])}
-    tok = Tokenizer(models.WordPiece(vocab, unk_token="[UNK]"))
-    tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
-    tok.post_processor = processors.TemplateProcessing(
-        single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B:1 [SEP]:1",
-        special_tokens=[("[CLS]", vocab["[CLS]"]), ("[SEP]", vocab["[SEP]"])],
-    )
+    tok = char_wordpiece("".join(q + c for q, c, _ in SEEDS), tuple(specials))
     def run(feed):
         feeds.append({name: array.copy() for name, array in feed.items()})
         logits = np.zeros(feed["input_ids"].shape, np.float32)
@@ -307,10 +341,10 @@ def test_padded_feed_columns_hold_the_pad_id(device):
     assert any(feed["input_ids"].shape[1] > n for feed in feeds for n in feed["attention_mask"].sum(axis=1))
 
 
-def test_auto_on_a_cpu_only_artifact_goes_straight_to_cpu(tiny_artifact, tmp_path):
+def test_auto_on_a_cpu_only_artifact_goes_straight_to_cpu(random_artifact, tmp_path):
     """An int8-only artifact (what the quick start exports) has nothing for CUDA: auto must not fail on it."""
     cpu_only = tmp_path / "cpu-only"
-    shutil.copytree(tiny_artifact, cpu_only)
+    shutil.copytree(random_artifact, cpu_only)
     raw = json.loads((cpu_only / "qa_engine.json").read_text())
     raw["variants"] = {"int8": raw["variants"]["int8"]}
     (cpu_only / "qa_engine.json").write_text(json.dumps(raw))
