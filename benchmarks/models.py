@@ -203,11 +203,11 @@ def checkpoint_model(workdir: Path, role: str, checkpoint: Path, per_channel: bo
 
 
 def tiny_dir(workdir: Path, quick: bool = False) -> Path:
-    """Where tiny_checkpoint trains the tiny model."""
+    """Where tiny_bert_checkpoint trains the tiny model."""
     return workdir.resolve() / ("tiny-bert-quick" if quick else "tiny-bert")
 
 
-def tiny_checkpoint(workdir: Path, quick: bool = False) -> Path:
+def tiny_bert_checkpoint(workdir: Path, quick: bool = False) -> Path:
     """The tiny offline model (train.tiny), trained once into the work dir; `quick`: its one-minute recipe."""
     from train.tiny import build_tiny_model
 

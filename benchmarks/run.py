@@ -22,7 +22,7 @@ from qa_engine.manifest import installed_versions
 from . import analysis
 from .decoder import decoder_benchmark
 from .hardware import cpu_info, cuda_peaks, gemm_peaks, gpu_info
-from .models import PreparedModel, checkpoint_model, digest, speed_model, tiny_checkpoint, tiny_dir
+from .models import PreparedModel, checkpoint_model, digest, speed_model, tiny_bert_checkpoint, tiny_dir
 from .ort_profile import profile_engine
 from .systems import SYSTEMS, systems_for
 from .windows import QUESTIONS as WINDOW_QUESTIONS
@@ -224,7 +224,7 @@ def run(cfg: BenchConfig, progress: bool = True) -> dict:
         speed = accuracy = checkpoint_model(cfg.workdir, "speed", cfg.model, cfg.optimum_per_channel, cfg.device)
     else:
         speed = speed_model(cfg.workdir, cfg.data, examples, cfg.seed, cfg.optimum_per_channel, cfg.device)
-        trained = cfg.accuracy_model or tiny_checkpoint(cfg.workdir, quick=cfg.quick)
+        trained = cfg.accuracy_model or tiny_bert_checkpoint(cfg.workdir, quick=cfg.quick)
         accuracy = checkpoint_model(cfg.workdir, "accuracy", trained, cfg.optimum_per_channel, cfg.device)
     cpu = cpu_info()
     gpu = gpu_info() if cfg.device == "cuda" else None

@@ -52,12 +52,6 @@ def tiny_checkpoint(tiny_bert_checkpoint: Path) -> Path:
     return tiny_bert_checkpoint
 
 
-@pytest.fixture(scope="session")
-def tiny_artifact(tiny_bert_artifact: Path) -> Path:
-    """The old name of tiny_bert_artifact, for test files being edited for issue 12's runner seam (rename there)."""
-    return tiny_bert_artifact
-
-
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Every test that trains or exports a model through a fixture is `slow`."""
     for item in items:

@@ -503,7 +503,7 @@ def test_cuda_run_wires_jobs_into_one_report(monkeypatch, tmp_path):
 
     monkeypatch.setattr(run_module, "load_workload", lambda data, n, seed: (work, []))
     monkeypatch.setattr(run_module, "speed_model", lambda *a: model)
-    monkeypatch.setattr(run_module, "tiny_checkpoint", lambda workdir, quick: tmp_path)
+    monkeypatch.setattr(run_module, "tiny_bert_checkpoint", lambda workdir, quick: tmp_path)
     monkeypatch.setattr(run_module, "checkpoint_model", lambda *a: accuracy)
     monkeypatch.setattr(run_module, "gpu_info", lambda: {"name": "Fake GPU"})
     monkeypatch.setattr(run_module, "cuda_peaks", lambda n: dict(GPU_PEAKS))
