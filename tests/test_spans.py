@@ -1,10 +1,9 @@
-"""The vectorized decoder against the Hugging Face pipeline's own decoding functions."""
+"""The vectorized decoder against the Hugging Face pipeline's own decoding functions (those tests skip where only
+the runtime is installed) and on hand-made logits."""
 import numpy as np
 import pytest
 
 from qa_engine.spans import WindowSpans, best_spans, merge_answers
-
-select_starts_ends = pytest.importorskip("transformers.pipelines.question_answering").select_starts_ends
 
 
 def _batch(rng, n=48, length=128):
@@ -22,6 +21,7 @@ def _batch(rng, n=48, length=128):
 @pytest.mark.parametrize("top_k", [1, 3, 10])
 @pytest.mark.parametrize("max_len", [1, 15, 30])
 def test_same_spans_and_scores_as_pipeline(top_k, max_len):
+    select_starts_ends = pytest.importorskip("transformers.pipelines.question_answering").select_starts_ends
     rng = np.random.default_rng(top_k * 100 + max_len)
     start, end, soft, ctx = _batch(rng)
     ours = best_spans(start, end, soft, ctx, max_len, top_k)
@@ -108,6 +108,7 @@ def test_null_answer_uses_the_smallest_null_score_over_windows():
 def test_korean_answers_stay_sub_word_where_the_pipeline_default_widens_them():
     """With whitespace words split into pieces (as mBERT does: 서 ##울 ##에), the pipeline's default
     align_to_words=True widens 서울 to 서울에; qa-engine keeps the model's span, like align_to_words=False."""
+    pytest.importorskip("transformers")
     from tokenizers import Tokenizer, models, pre_tokenizers, processors
     from transformers import DistilBertConfig, DistilBertForQuestionAnswering, PreTrainedTokenizerFast, pipeline
 
