@@ -108,8 +108,8 @@ def _layer(g: _Graph, x: str, bias: str, i: int) -> str:
                     f"{p}.{name}.t", perm=perm)
 
     q, k, v = heads("query", [0, 2, 1, 3]), heads("key", [0, 2, 3, 1]), heads("value", [0, 2, 1, 3])
-    scores = g.op("Mul", [g.op("MatMul", [q, k], f"{p}.qk"), g.const(f"{p}.scale", np.array(1 / np.sqrt(head), np.float32))],
-                  f"{p}.scores")
+    scale = g.const(f"{p}.scale", np.array(1 / np.sqrt(head), np.float32))
+    scores = g.op("Mul", [g.op("MatMul", [q, k], f"{p}.qk"), scale], f"{p}.scores")
     probs = g.op("Softmax", [g.op("Add", [scores, bias], f"{p}.masked")], f"{p}.probs", axis=-1)
     context = g.op("Transpose", [g.op("MatMul", [probs, v], f"{p}.context")], f"{p}.context.t", perm=[0, 2, 1, 3])
     merged = g.op("Reshape", [context, g.const(f"{p}.merge_shape", np.array([0, 0, HIDDEN], np.int64))], f"{p}.merged")
