@@ -206,18 +206,16 @@ class QAEngine:
         chunk = chunk_size or STREAM_CHUNK_BATCHES * batch_size
         if chunk < 1:
             raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
-        items, done = iter(pairs), 0
-        while block := list(itertools.islice(items, chunk)):
-            questions, contexts = _unpack(block, done)
-            try:
-                results = self.answer_batch(
-                    questions, contexts, batch_size=batch_size, top_k=top_k, max_answer_length=max_answer_length,
-                    handle_impossible_answer=handle_impossible_answer, profile=profile,
-                )
-            except ValueError as e:
-                raise ValueError(f"in pairs {done}-{done + len(block) - 1}: {e}") from e
-            done += len(block)
-            yield from results
+        decode = self._decode(top_k, max_answer_length, handle_impossible_answer)
+
+        def blocks() -> Iterator[tuple[int, list[str], list[str]]]:
+            items, done = iter(pairs), 0
+            while block := list(itertools.islice(items, chunk)):
+                yield (done, *_unpack(block, done))
+                done += len(block)
+
+        for answers in self._answers(blocks(), batch_size, decode, profile):
+            yield from answers
 
     def answer_batch(
         self,
@@ -241,29 +239,33 @@ class QAEngine:
             raise ValueError(f"{len(questions)} questions but {len(contexts)} contexts")
         check_texts("question", questions)
         check_texts("context", contexts)
+        decode = self._decode(top_k, max_answer_length, handle_impossible_answer)
+        batch_size = batch_size or self.settings.batch_size
+        chunk = TOKENIZE_CHUNK_BATCHES * batch_size  # the first model call starts after one chunk is cut
+        blocks = ((lo, questions[lo : lo + chunk], contexts[lo : lo + chunk]) for lo in range(0, len(questions), chunk))
+        return [answer for answers in self._answers(blocks, batch_size, decode, profile) for answer in answers]
+
+    def _decode(self, top_k: int | None, max_answer_length: int | None,
+                handle_impossible_answer: bool | None) -> DecodeConfig:
+        """The call's decode settings: the arguments given, the engine's settings for those left None."""
         default = self.settings.decode
-        decode = DecodeConfig(
+        return DecodeConfig(
             default.max_answer_length if max_answer_length is None else max_answer_length,
             default.top_k if top_k is None else top_k,
             default.handle_impossible_answer if handle_impossible_answer is None else handle_impossible_answer,
         )
-        if not questions:
-            return []
-        return self._answers(questions, contexts, batch_size or self.settings.batch_size, decode, profile)
 
-    def _answers(self, questions: list[str], contexts: list[str], batch_size: int, decode: DecodeConfig,
-                 profile: dict[str, float] | None) -> list[AnswerResult]:
-        """Tokenize in chunks, run length-bucketed model calls (overlapped with host work where that pays) and
-        answer each chunk's questions once its last call is decoded."""
+    def _answers(self, blocks: Iterable[tuple[int, list[str], list[str]]], batch_size: int, decode: DecodeConfig,
+                 profile: dict[str, float] | None) -> Iterator[list[AnswerResult]]:
+        """Each block's answers, in order, as soon as its last model call is decoded. Blocks are (position of the
+        first pair, questions, contexts); their length-bucketed calls run through one pipeline (overlapped with
+        host work where that pays), so the next block is cut while the model runs the previous one."""
         shapes, budget = self.settings.shapes(batch_size), self.settings.budget(batch_size)
-        chunk = TOKENIZE_CHUNK_BATCHES * batch_size
-        results: list[AnswerResult] = []
 
         def calls() -> Iterator[tuple[_Chunk, np.ndarray, int]]:
-            for lo in range(0, len(questions), chunk):
+            for first, questions, contexts in blocks:
                 with _timed(profile, "tokenize"):
-                    part = _Chunk(self.tokenizer.windows(questions[lo : lo + chunk], contexts[lo : lo + chunk]),
-                                  contexts[lo : lo + chunk], decode)
+                    part = _Chunk(self.tokenizer.windows(questions, contexts, first), contexts, decode)
                 plan = list(plan_batches(part.windows.lengths, batch_size, budget, shapes))
                 part.calls_left = len(plan)
                 for rows, width in plan:
@@ -278,15 +280,12 @@ class QAEngine:
             with _timed(profile, "run"):
                 return self.runner.run(feed)
 
-        def finish(call: tuple[_Chunk, np.ndarray, int], logits: Logits) -> None:
+        for (part, rows, _), (start_logits, end_logits) in overlapped(calls(), prepare, run, self.settings.overlaps()):
             with _timed(profile, "decode"):
-                part, rows, _ = call
-                part.add(rows, logits[0], logits[1])
-                if part.calls_left == 0:
-                    results.extend(part.answers())
-
-        overlapped(calls(), prepare, run, finish, self.settings.overlaps())
-        return results
+                part.add(rows, start_logits, end_logits)
+                answers = part.answers() if part.calls_left == 0 else None
+            if answers is not None:
+                yield answers
 
     def warmup(self, batch_sizes: Sequence[int] | None = None) -> float:
         """Run each model-call width once at batch 1 and at the batch size (or at `batch_sizes`), so that no request

@@ -189,8 +189,9 @@ class WindowTokenizer:
         limit = self.max_question_tokens()
         return np.fromiter((len(e.ids) <= limit for e in encoded), dtype=bool, count=len(encoded))
 
-    def windows(self, questions: Sequence[str], contexts: Sequence[str]) -> Windows:
-        """All windows of all pairs; raises ValueError naming the pair when a question is too long.
+    def windows(self, questions: Sequence[str], contexts: Sequence[str], first: int = 0) -> Windows:
+        """All windows of all pairs; raises ValueError naming the pair when a question is too long (numbered from
+        `first`: the position of questions[0] in the caller's input).
 
         Each unique context and each question is encoded once by Rust; the windows are then cut and framed
         with array operations over all pairs at once (no loop over windows or rows)."""
@@ -205,7 +206,7 @@ class WindowTokenizer:
         if len(too_long):
             i = int(too_long[0])
             raise ValueError(
-                f"question {i} is too long: {int(qst.length[i])} tokens, at most {limit} fit max_length "
+                f"question {first + i} is too long: {int(qst.length[i])} tokens, at most {limit} fit max_length "
                 f"{cfg.max_length} with doc_stride {cfg.doc_stride}"
             )
         pair_ctx = np.fromiter((unique[c] for c in contexts), dtype=np.int64, count=len(contexts))

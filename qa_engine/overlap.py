@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from itertools import chain, islice
-from typing import Callable, Iterable, TypeVar
+from typing import Callable, Iterable, Iterator, TypeVar
 
 T = TypeVar("T")
 F = TypeVar("F")
@@ -16,23 +16,24 @@ R = TypeVar("R")
 
 
 def overlapped(
-    items: Iterable[T],
-    prepare: Callable[[T], F],
-    run: Callable[[F], R],
-    finish: Callable[[T, R], None],
-    overlap: bool = True,
-) -> None:
-    """finish(item, run(prepare(item))) for every item, in order.
+    items: Iterable[T], prepare: Callable[[T], F], run: Callable[[F], R], overlap: bool = True
+) -> Iterator[tuple[T, R]]:
+    """(item, run(prepare(item))) for every item, in order, lazily.
 
-    With `overlap`, `run` goes to one worker thread and at most two items are in flight: while item k runs,
-    the caller's thread draws and prepares item k+1, then finishes item k. The first exception from any stage
-    is raised here after the worker has stopped: queued runs are cancelled and a running one is waited for,
-    so nothing is left running. A single item runs inline (no thread for one model call)."""
+    With `overlap`, `run` goes to one worker thread and at most two items are in flight: while item k runs, the
+    caller's thread draws and prepares item k+1, then gets item k back to finish it. The first exception from any
+    stage (or from the consumer, which closes this generator) stops the pipeline after the worker has stopped:
+    queued runs are cancelled and a running one is waited for, so nothing is left running. Without `overlap`,
+    or for a single item, everything runs on the caller's thread and no item is drawn before it is needed."""
     it = iter(items)
+    if not overlap:
+        for item in it:
+            yield item, run(prepare(item))
+        return
     head = list(islice(it, 2))
-    if not overlap or len(head) < 2:
-        for item in chain(head, it):
-            finish(item, run(prepare(item)))
+    if len(head) < 2:
+        for item in head:
+            yield item, run(prepare(item))
         return
     pending: deque[tuple[T, Future[R]]] = deque()
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="qa-engine-run") as pool:
@@ -41,11 +42,10 @@ def overlapped(
                 pending.append((item, pool.submit(run, prepare(item))))
                 if len(pending) == 2:
                     done, future = pending.popleft()
-                    finish(done, future.result())
+                    yield done, future.result()
             while pending:
                 done, future = pending.popleft()
-                finish(done, future.result())
-        except BaseException:
+                yield done, future.result()
+        finally:
             for _, future in pending:
                 future.cancel()
-            raise

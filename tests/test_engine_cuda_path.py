@@ -131,7 +131,7 @@ def test_large_calls_tokenize_in_chunks_and_start_the_model_early(cpu_engine, pa
     calls.clear()
     events: list[str] = []
     real_windows = cpu_engine.tokenizer.windows
-    monkeypatch.setattr(cpu_engine.tokenizer, "windows", lambda q, c: events.append("tokenize") or real_windows(q, c))
+    monkeypatch.setattr(cpu_engine.tokenizer, "windows", lambda *a: events.append("tokenize") or real_windows(*a))
     real_run = runtime.run
     monkeypatch.setattr(runtime, "run", lambda s, f, d: events.append("run") or real_run(s, f, d))
     got = cpu_engine.answer_batch(questions, contexts, batch_size=2)  # chunks of 8 questions
@@ -146,3 +146,21 @@ def test_from_pretrained_warms_up_when_asked_and_not_on_cpu_by_default(random_ar
     engine = QAEngine.from_pretrained(random_artifact, provider="cpu", precision="fp32", warmup=True, batch_size=4)
     assert sorted({(r, w) for r, w, _ in calls}) == [(1, engine.settings.window.max_length),
                                                      (4, engine.settings.window.max_length)]
+
+
+def test_a_too_long_question_is_named_by_its_position_in_the_whole_call(cpu_engine, pairs):
+    questions, contexts = pairs
+    questions = list(questions[:20])
+    questions[13] = "아주 긴 질문 " * 200
+    with pytest.raises(ValueError, match="question 13 is too long"):
+        cpu_engine.answer_batch(questions, contexts[:20], batch_size=2)  # chunks of 8: the 6th of the 2nd chunk
+
+
+def test_a_stream_runs_as_one_pipeline_across_its_chunks(cpu_engine, pairs, calls):
+    questions, contexts = pairs
+    cuda = as_cuda(cpu_engine)
+    want = cpu_engine.answer_batch(questions, contexts, batch_size=4)
+    calls.clear()
+    got = list(cuda.answer_stream(zip(questions, contexts), batch_size=4, chunk_size=8))
+    assert same_answers(got, want)
+    assert threading.current_thread().name not in {t for _, _, t in calls}

@@ -6,7 +6,13 @@ import time
 
 import pytest
 
-from qa_engine.overlap import overlapped
+from qa_engine.overlap import overlapped as pipeline
+
+
+def overlapped(items, prepare, run, finish, overlap=True) -> None:
+    """Drive the pipeline as the engine does: finish each item as it comes back."""
+    for item, result in pipeline(items, prepare, run, overlap):
+        finish(item, result)
 
 
 class Recorder:
@@ -110,3 +116,24 @@ def test_an_exception_while_drawing_items_stops_the_pipeline():
     with pytest.raises(ValueError, match="question 3"):
         overlapped(items(), r.prepare, r.run, r.finish)
     assert r.running == 0
+
+
+def test_without_overlap_no_item_is_drawn_before_it_is_needed():
+    drawn = []
+
+    def items():
+        for i in range(3):
+            drawn.append(i)
+            yield i
+
+    stream = pipeline(items(), lambda i: i, lambda i: i, overlap=False)
+    assert drawn == [] and next(stream) == (0, 0) and drawn == [0]
+
+
+def test_a_consumer_that_stops_early_leaves_nothing_running():
+    r = Recorder()
+    before = threading.active_count()
+    stream = pipeline(range(10), r.prepare, r.run)
+    assert next(stream) == (0, 0)
+    stream.close()
+    assert r.running == 0 and threading.active_count() == before
