@@ -6,7 +6,9 @@ reads them without onnx installed, and tests/test_random_model.py checks the fp3
 The int8 and fp16 files come from export.quantize, as an exported artifact's do.
 
 The graph is a 2-layer encoder (embeddings, masked multi-head self-attention, GELU feed-forward, post-layer norms)
-and a QA head giving start_logits/end_logits. Token ids are hashed (mod HASH_BUCKETS) before the embedding lookup,
+and a QA head giving start_logits/end_logits, plus each token's bilinear affinity with the mean state of the question
+segment (a random encoder alone answers nearly the same span whatever the question; with it, different questions
+on one context get different answers, so a test that mixes up two callers' answers fails). Token ids are hashed (mod HASH_BUCKETS) before the embedding lookup,
 so any tokenizer's ids are in range and the file stays small. Weights are scaled so the logits spread widely
 (std about 5): a span's lead over the next is far above float rounding, so padding or batching cannot flip an
 answer, while a model that let padding leak into attention would change them.
@@ -31,6 +33,7 @@ HIDDEN, HEADS, FFN, LAYERS = 32, 4, 64, 2
 HASH_BUCKETS = 256
 LN_EPS = 1e-12
 LOGIT_GAIN = 5.0  # the QA head's output std over unit-variance hidden states
+QUESTION_GAIN = 5.0  # the question-affinity term's std
 
 
 class _Graph:
@@ -122,6 +125,26 @@ def _layer(g: _Graph, x: str, bias: str, i: int) -> str:
     return g.layer_norm(g.op("Add", [x, g.linear(gelu, f"{p}.ffn_out", FFN, HIDDEN)], f"{p}.residual2"), f"{p}.norm2")
 
 
+def _question_affinity(g: _Graph, x: str, token_type_ids: bool) -> str:
+    """(batch, seq, 2): each token's state times a projection of the question's: the mean state over the first
+    segment's real tokens ([CLS] question [SEP]), or the [CLS] state where the model takes no token_type_ids."""
+    if token_type_ids:
+        first = g.op("Sub", ["one_float", g.op("Cast", ["token_type_ids"], "types_float", to=1)], "first_segment")
+        keep = g.op("Unsqueeze", [g.op("Mul", [first, "mask_float"], "question_tokens"),
+                                  g.const("hidden_axis", np.array([2], np.int64))], "question_weights")
+        total = g.op("ReduceSum", [g.op("Mul", [x, keep], "question_states"), "one_axis"], "question_sum", keepdims=0)
+        count = g.op("ReduceSum", [keep, "one_axis"], "question_count", keepdims=0)
+        question = g.op("Div", [total, count], "question_mean")
+    else:
+        question = g.op("Gather", [x, g.const("cls_index", np.array(0, np.int64))], "question_mean", axis=1)
+    projection = g.op("Reshape", [g.op("MatMul", [question, g.weight("question.weight", (HIDDEN, 2 * HIDDEN),
+                                                                        1 / np.sqrt(HIDDEN))], "question.matmul"),
+                                  g.const("question.shape", np.array([0, HIDDEN, 2], np.int64))], "question.projection")
+    affinity = g.op("MatMul", [x, projection], "question.affinity")
+    return g.op("Mul", [affinity, g.const("question.gain", np.array(QUESTION_GAIN / np.sqrt(HIDDEN), np.float32))],
+                "question.logits")
+
+
 def build(token_type_ids: bool = True, seed: int = SEED) -> "onnx.ModelProto":
     """The random QA model; inputs int64 (batch, sequence), outputs float32 (batch, sequence), both axes dynamic."""
     import onnx
@@ -133,7 +156,8 @@ def build(token_type_ids: bool = True, seed: int = SEED) -> "onnx.ModelProto":
     bias = _attention_bias(g)
     for i in range(LAYERS):
         x = _layer(g, x, bias, i)
-    logits = g.linear(x, "qa_outputs", HIDDEN, 2, gain=LOGIT_GAIN)
+    logits = g.op("Add", [g.linear(x, "qa_outputs", HIDDEN, 2, gain=LOGIT_GAIN), _question_affinity(g, x, token_type_ids)],
+                  "logits")
     g.nodes.append(helper.make_node("Split", [logits, g.const("halves", np.array([1, 1], np.int64))],
                                     ["start_column", "end_column"], name="split", axis=-1))
     last = g.const("last_axis", np.array([-1], np.int64))
