@@ -6,12 +6,13 @@ reads them without onnx installed, and tests/test_random_model.py checks the fp3
 The int8 and fp16 files come from export.quantize, as an exported artifact's do.
 
 The graph is a 2-layer encoder (embeddings, masked multi-head self-attention, GELU feed-forward, post-layer norms)
-and a QA head giving start_logits/end_logits, plus each token's bilinear affinity with the mean state of the question
-segment (a random encoder alone answers nearly the same span whatever the question; with it, different questions
-on one context get different answers, so a test that mixes up two callers' answers fails). Token ids are hashed (mod HASH_BUCKETS) before the embedding lookup,
-so any tokenizer's ids are in range and the file stays small. Weights are scaled so the logits spread widely
-(std about 5): a span's lead over the next is far above float rounding, so padding or batching cannot flip an
-answer, while a model that let padding leak into attention would change them.
+and a QA head giving start_logits/end_logits, plus each token's bilinear affinity with the mean state of the
+question segment (a random encoder alone answers nearly the same span whatever the question; with it, different
+questions on one context get different answers, so a test that mixes up two callers' answers fails). Token ids are
+hashed (mod HASH_BUCKETS) before the embedding lookup, so any tokenizer's ids are in range and the file stays small.
+Weights are scaled so the logits spread widely (std about 5): a span's lead over the next is far above float
+rounding, so padding or batching cannot flip an answer, while a model that let padding leak into attention would
+change them.
 """
 from __future__ import annotations
 
@@ -156,8 +157,8 @@ def build(token_type_ids: bool = True, seed: int = SEED) -> "onnx.ModelProto":
     bias = _attention_bias(g)
     for i in range(LAYERS):
         x = _layer(g, x, bias, i)
-    logits = g.op("Add", [g.linear(x, "qa_outputs", HIDDEN, 2, gain=LOGIT_GAIN), _question_affinity(g, x, token_type_ids)],
-                  "logits")
+    head = g.linear(x, "qa_outputs", HIDDEN, 2, gain=LOGIT_GAIN)
+    logits = g.op("Add", [head, _question_affinity(g, x, token_type_ids)], "logits")
     g.nodes.append(helper.make_node("Split", [logits, g.const("halves", np.array([1, 1], np.int64))],
                                     ["start_column", "end_column"], name="split", axis=-1))
     last = g.const("last_axis", np.array([-1], np.int64))
