@@ -1,6 +1,6 @@
 """Concurrent single-question clients, in process: per-request engine calls against the MicroBatcher.
 
-    python -m benchmarks.bench_concurrency --model ART --data KorQuAD_v1.0_dev.json --clients 32
+    python -m qa_engine.benchmarks.bench_concurrency --model ART --data KorQuAD_v1.0_dev.json --clients 32
 
 N closed-loop clients (threads, then asyncio tasks) each answer one question at a time from a shared
 pool of questions; the table gives questions/s and p50/p99 latency per mode, next to a single
@@ -163,7 +163,7 @@ def load_pairs(path: str, n: int, seed: int = 0, context_chars: int | None = Non
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m benchmarks.bench_concurrency", description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(prog="python -m qa_engine.benchmarks.bench_concurrency", description=__doc__.splitlines()[0])
     p.add_argument("--model", required=True, help="artifact folder")
     p.add_argument("--data", required=True, help="SQuAD JSON or JSON Lines with questions and contexts")
     p.add_argument("--clients", type=int, default=32)

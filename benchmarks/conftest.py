@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks.workload import Workload, sample
+from qa_engine.benchmarks.workload import Workload, sample
 from tests.fixtures import cache_dir, korquad_path, quick_distilbert_artifact, quick_distilbert_checkpoint  # noqa: F401
 
 QUESTIONS = 256
@@ -16,9 +16,9 @@ QUESTIONS = 256
 @pytest.fixture(scope="session")
 def tokenizer_dir(request: pytest.FixtureRequest, workload: Workload) -> Path:
     """A WordPiece tokenizer trained on the workload's text, saved for AutoTokenizer (all the decoders need)."""
-    from benchmarks.models import train_speed_tokenizer
+    from qa_engine.benchmarks.models import train_speed_tokenizer
     from qa_engine.squad import Example
-    from train.tokenizer import save_tokenizer_dir
+    from qa_engine.train.tokenizer import save_tokenizer_dir
 
     digest = hashlib.sha256("\n".join(workload.ids).encode()).hexdigest()[:12]
     out = cache_dir(request, f"bench-tokenizer-{digest}")
@@ -37,7 +37,7 @@ def workload() -> Workload:
     if path.is_file():
         return sample(load_examples(path), QUESTIONS, 0, str(path))
     from qa_engine.squad import make_example
-    from train.synthetic import generate
+    from qa_engine.train.synthetic import generate
 
     records = generate(QUESTIONS, seed=1, split="heldout")
     return sample([make_example(r, "synthetic") for r in records], QUESTIONS, 0, "synthetic")

@@ -78,7 +78,7 @@ def tokens_per_char(tokenizer, texts: Sequence[str]) -> float:
 
 def train_speed_tokenizer(examples: Sequence[Example]):
     """WordPiece trained on the data's contexts and questions: the largest vocabulary reaching MIN_TOKENS_PER_CHAR."""
-    from train.tokenizer import train_wordpiece
+    from qa_engine.train.tokenizer import train_wordpiece
 
     contexts = list(dict.fromkeys(e.context for e in examples))
     texts = contexts + [e.question for e in examples]
@@ -97,7 +97,7 @@ def build_speed_checkpoint(out: Path, examples: Sequence[Example], seed: int) ->
     import torch
     from transformers import DistilBertConfig, DistilBertForQuestionAnswering
 
-    from train.tokenizer import save_tokenizer_dir
+    from qa_engine.train.tokenizer import save_tokenizer_dir
 
     tok, ratio = train_speed_tokenizer(examples)
     torch.manual_seed(seed)
@@ -138,7 +138,7 @@ def _prepare(role: str, description: str, folder: Path, checkpoint: Path, random
     """Export the artifact and Optimum variants `device` needs of `checkpoint` into `folder` (skipped when cached)."""
     from transformers import AutoConfig
 
-    from export.pipeline import export_artifact
+    from qa_engine.export.pipeline import export_artifact
 
     artifact, optimum = folder / ARTIFACT_DIRS[device], folder / "optimum"
     precisions = ARTIFACT_PRECISIONS[device]
@@ -209,6 +209,6 @@ def tiny_dir(workdir: Path, quick: bool = False) -> Path:
 
 def tiny_bert_checkpoint(workdir: Path, quick: bool = False) -> Path:
     """The tiny offline model (train.tiny), trained once into the work dir; `quick`: its one-minute recipe."""
-    from train.tiny import build_tiny_model
+    from qa_engine.train.tiny import build_tiny_model
 
     return Path(build_tiny_model(tiny_dir(workdir, quick), family="bert", quick=quick))

@@ -1,6 +1,6 @@
 """Measure the fp32 export gate's inputs: |Δ logits| of the unfused and fused ONNX graphs on real windows.
 
-    python -m benchmarks.parity_tolerance tests issue mbert roberta    # the cases of export/VALIDATION.md
+    python -m qa_engine.benchmarks.parity_tolerance tests issue mbert roberta    # the cases of export/VALIDATION.md
 
 Random weights built from configs (no hub); one JSON line per model with max |logit|, the three differences
 (unfused vs PyTorch, fused vs unfused, fused vs PyTorch), their share of max |logit| and changed answers.
@@ -16,7 +16,7 @@ from typing import Callable, Iterator
 
 import numpy as np
 
-from export import fusion, onnx_export, validate
+from qa_engine.export import fusion, onnx_export, validate
 from qa_engine import runtime
 from qa_engine.config import DecodeConfig, WindowConfig
 from qa_engine.features import WindowTokenizer
@@ -26,7 +26,7 @@ KORQUAD_DEV = Path(__file__).resolve().parents[2] / "shared" / "data" / "korquad
 
 
 def _texts() -> list[str]:
-    from train.synthetic import generate
+    from qa_engine.train.synthetic import generate
 
     records = generate(300, seed=1, split="train")
     return [*dict.fromkeys(r["context"] for r in records), *(r["question"] for r in records)]
@@ -69,9 +69,9 @@ def cases(groups: list[str]) -> Iterator[tuple[str, Callable]]:
     """(name, () -> (config, tokenizer, questions)) for each requested group."""
     from transformers import BertConfig, DistilBertConfig, RobertaConfig, XLMRobertaConfig
 
-    from train.synthetic import alphabet
-    from train.subword import byte_level_bpe, unigram
-    from train.tokenizer import train_wordpiece
+    from qa_engine.train.synthetic import alphabet
+    from qa_engine.train.subword import byte_level_bpe, unigram
+    from qa_engine.train.tokenizer import train_wordpiece
 
     texts = _texts()
     wordpiece = train_wordpiece(texts, 8000, extra_alphabet=alphabet())

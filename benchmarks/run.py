@@ -151,7 +151,7 @@ def run_job(job: Job, model: PreparedModel, workload_file: Path, cfg: BenchConfi
     job_file.write_text(json.dumps(spec), encoding="utf-8")
     log_file = logs / f"{job.name}.log"
     with open(log_file, "w", encoding="utf-8") as out:
-        proc = subprocess.run([sys.executable, "-m", "benchmarks.worker", str(job_file)], stdout=out,
+        proc = subprocess.run([sys.executable, "-m", "qa_engine.benchmarks.worker", str(job_file)], stdout=out,
                               stderr=subprocess.STDOUT, timeout=JOB_TIMEOUT_S, check=False)
     if proc.returncode != 0:
         tail = log_file.read_text(encoding="utf-8", errors="replace").strip().splitlines()[-3:]

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from benchmarks.decoder import DecoderCase, build_case
+from qa_engine.benchmarks.decoder import DecoderCase, build_case
 
 # the pipeline's np.array(p_mask) on a torch tensor warns once per window under numpy 2
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")

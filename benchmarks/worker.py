@@ -1,6 +1,6 @@
 """One system in a fresh process: load, warm up, time every batch size, record answers and peak memory.
 
-Run as `python -m benchmarks.worker JOB.json`; the job names the system, its model files and the workload,
+Run as `python -m qa_engine.benchmarks.worker JOB.json`; the job names the system, its model files and the workload,
 and where to write the result JSON. A fresh process per system keeps peak RSS and caches separate.
 On CUDA, batch 1 is timed first, straight after the load (twice: a fresh process's first requests, then warm
 ones), and a "concurrency" job serves single questions from many clients with and without the micro-batcher.

@@ -112,7 +112,7 @@ def validation_examples(data: str | Path | None, limit: int) -> tuple[list[Examp
     if data is not None:
         return load_examples(data, split="validation")[:limit], str(data)
     try:
-        from train.synthetic import generate
+        from qa_engine.train.synthetic import generate
     except ImportError:
         log.info("no validation data and no synthetic generator; using %d built-in samples", len(BUILTIN_SAMPLES))
         examples = [

@@ -29,14 +29,14 @@ RUNTIME_TESTS = frozenset({
     "test_overlap.py", "test_random_model.py", "test_ray_batch.py", "test_runtime.py", "test_service.py",
     "test_spans.py", "test_squad.py", "test_stream.py", "test_triton.py", "test_windows_vectorized.py",
 })
-NOT_RUNTIME = ("torch", "transformers", "optimum", "train", "export", "benchmarks")
+NOT_RUNTIME = ("torch", "transformers", "optimum", "qa_engine.train", "qa_engine.export", "qa_engine.benchmarks")
 
 
 class _Refuse(importlib.abc.MetaPathFinder):
-    """Makes `import x` fail as if x were not installed, for the top-level names in NOT_RUNTIME."""
+    """Makes `import x` fail as if x were not installed, for the packages in NOT_RUNTIME and their modules."""
 
     def find_spec(self, fullname: str, path: object, target: object = None) -> None:
-        if fullname.split(".")[0] in NOT_RUNTIME:
+        if any(fullname == name or fullname.startswith(name + ".") for name in NOT_RUNTIME):
             raise ModuleNotFoundError(f"{fullname} is not part of the runtime (QA_ENGINE_RUNTIME_ONLY)", name=fullname)
         return None
 

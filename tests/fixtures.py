@@ -125,7 +125,7 @@ def qa_pairs(n: int, seed: int) -> list[tuple[str, str, str]]:
 @pytest.fixture(scope="session")
 def tiny_bert_checkpoint(request: pytest.FixtureRequest) -> Path:
     """The tiny BERT (relative-position attention) trained on synthetic Korean data: answers seed questions."""
-    from train.tiny import build_tiny_model
+    from qa_engine.train.tiny import build_tiny_model
 
     return build_tiny_model(cache_dir(request, "tiny-bert"), family="bert")
 
@@ -134,14 +134,14 @@ def tiny_bert_checkpoint(request: pytest.FixtureRequest) -> Path:
 def quick_distilbert_checkpoint(request: pytest.FixtureRequest) -> Path:
     """A tiny DistilBERT, briefly trained: the family whose attention onnxruntime fuses, like the default base
     model, so the benchmarks time the production graph layout."""
-    from train.tiny import build_tiny_model
+    from qa_engine.train.tiny import build_tiny_model
 
     return build_tiny_model(cache_dir(request, "tiny-distilbert-quick"), family="distilbert", quick=True)
 
 
 def _export_cached(request: pytest.FixtureRequest, checkpoint: Path, name: str, precisions: tuple[str, ...]) -> Path:
     """`checkpoint` exported once per training recipe (a new recipe gets a new export, not a stale one)."""
-    from export.pipeline import export_artifact
+    from qa_engine.export.pipeline import export_artifact
 
     recipe = json.loads((checkpoint / "metrics.json").read_text(encoding="utf-8"))["recipe"]
     out = cache_dir(request, f"{name}-{recipe}")

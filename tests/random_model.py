@@ -178,7 +178,7 @@ def write(folder: Path = FOLDER) -> None:
     """Write the fp32 model and its int8 and fp16 variants made as export makes them."""
     import onnx
 
-    from export.quantize import convert_fp16, quantize_int8
+    from qa_engine.export.quantize import convert_fp16, quantize_int8
 
     folder.mkdir(parents=True, exist_ok=True)
     fp32 = folder / "model.fp32.onnx"

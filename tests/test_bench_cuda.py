@@ -10,12 +10,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from benchmarks import analysis, hardware, worker
-from benchmarks.cli import bench_config, register
-from benchmarks.flops import ModelShape, TokenCounts
-from benchmarks.report import console_table, render_markdown, write_report
-from benchmarks.run import BenchConfig, Job, job_spec, plan_jobs
-from benchmarks.systems import SYSTEMS, Runner, baseline_for, counted, engine_load_options, systems_for
+from qa_engine.benchmarks import analysis, hardware, worker
+from qa_engine.benchmarks.cli import bench_config, register
+from qa_engine.benchmarks.flops import ModelShape, TokenCounts
+from qa_engine.benchmarks.report import console_table, render_markdown, write_report
+from qa_engine.benchmarks.run import BenchConfig, Job, job_spec, plan_jobs
+from qa_engine.benchmarks.systems import SYSTEMS, Runner, baseline_for, counted, engine_load_options, systems_for
 
 CPU_SYSTEMS = ("hf-fp32", "hf-bf16", "optimum-fp32", "optimum-int8", "engine-fp32", "engine-int8")
 CUDA_SYSTEMS = ("hf-cuda-fp16", "hf-cuda-fp32", "optimum-cuda-fp32", "engine-cuda-fp16", "engine-cuda-fp32")
@@ -113,10 +113,10 @@ def test_cuda_problems_name_what_is_missing(monkeypatch):
 
 
 def test_bench_cuda_without_a_gpu_stops_before_building_anything(monkeypatch, tmp_path):
-    import benchmarks.run
+    import qa_engine.benchmarks.run
 
     _fake_machine(monkeypatch, torch_gpu=False, ort_cuda=True)
-    monkeypatch.setattr(benchmarks.run, "run", lambda cfg: pytest.fail("the run started without a GPU"))
+    monkeypatch.setattr(qa_engine.benchmarks.run, "run", lambda cfg: pytest.fail("the run started without a GPU"))
     args = _args("--device", "cuda", "--workdir", str(tmp_path / "work"))
     with pytest.raises(ValueError, match="--device cuda needs a CUDA GPU.*sees no CUDA GPU"):
         args.func(args)
@@ -124,7 +124,7 @@ def test_bench_cuda_without_a_gpu_stops_before_building_anything(monkeypatch, tm
 
 
 def test_bench_cuda_with_a_gpu_goes_on_to_the_run(monkeypatch, tmp_path):
-    import benchmarks.run
+    import qa_engine.benchmarks.run
 
     class Started(Exception):
         pass
@@ -133,7 +133,7 @@ def test_bench_cuda_with_a_gpu_goes_on_to_the_run(monkeypatch, tmp_path):
         raise Started(cfg.device)
 
     _fake_machine(monkeypatch, torch_gpu=True, ort_cuda=True)
-    monkeypatch.setattr(benchmarks.run, "run", fake_run)
+    monkeypatch.setattr(qa_engine.benchmarks.run, "run", fake_run)
     args = _args("--device", "cuda")
     with pytest.raises(Started, match="cuda"):
         args.func(args)
@@ -217,7 +217,7 @@ def _fake_runner(name: str, events: list) -> Runner:
 
 
 def _workload_file(tmp_path: Path, n: int) -> Path:
-    from benchmarks.workload import Workload
+    from qa_engine.benchmarks.workload import Workload
 
     ids = tuple(f"q{i}" for i in range(n))
     work = Workload("x", 0, ids, tuple(f"질문 {i}" for i in ids), tuple(f"문맥 {i}" for i in ids),
@@ -416,8 +416,8 @@ def test_cuda_report_renders_every_gpu_section(gpu_result, tmp_path):
 def test_cuda_models_get_their_own_fp16_artifact_and_unquantized_optimum_export(monkeypatch, tmp_path):
     from transformers import DistilBertConfig
 
-    import export.pipeline
-    from benchmarks import models
+    import qa_engine.export.pipeline
+    from qa_engine.benchmarks import models
 
     calls = []
 
@@ -433,7 +433,7 @@ def test_cuda_models_get_their_own_fp16_artifact_and_unquantized_optimum_export(
         if quantize:
             (out / models.OPTIMUM_INT8).write_text("")
 
-    monkeypatch.setattr(export.pipeline, "export_artifact", fake_artifact)
+    monkeypatch.setattr(qa_engine.export.pipeline, "export_artifact", fake_artifact)
     monkeypatch.setattr(models, "export_optimum", fake_optimum)
     checkpoint = tmp_path / "ckpt"
     DistilBertConfig(vocab_size=100, dim=32, n_layers=1, n_heads=2, hidden_dim=64).save_pretrained(checkpoint)
@@ -451,33 +451,33 @@ def test_cuda_models_get_their_own_fp16_artifact_and_unquantized_optimum_export(
 def test_missing_packages_are_named_before_the_run(monkeypatch, tmp_path):
     import importlib.util
 
-    import benchmarks.run
+    import qa_engine.benchmarks.run
 
     real = importlib.util.find_spec
     absent = {"matplotlib", "accelerate"}
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name in absent else real(name, *a))
-    monkeypatch.setattr(benchmarks.run, "run", lambda cfg: pytest.fail("the run started without its packages"))
+    monkeypatch.setattr(qa_engine.benchmarks.run, "run", lambda cfg: pytest.fail("the run started without its packages"))
     cfg = BenchConfig(data="d", out=tmp_path, workdir=tmp_path / "work", device="cuda")
-    assert benchmarks.run.missing_packages(cfg) == ["matplotlib", "accelerate"]
+    assert qa_engine.benchmarks.run.missing_packages(cfg) == ["matplotlib", "accelerate"]
     # the tiny model already trained, or a trained accuracy model given: no training stack needed
     (tmp_path / "work" / "tiny-bert").mkdir(parents=True)
     (tmp_path / "work" / "tiny-bert" / "metrics.json").write_text("{}")
-    assert benchmarks.run.missing_packages(cfg) == ["matplotlib"]
-    assert benchmarks.run.missing_packages(BenchConfig(data="d", out=tmp_path, accuracy_model=tmp_path)) == \
+    assert qa_engine.benchmarks.run.missing_packages(cfg) == ["matplotlib"]
+    assert qa_engine.benchmarks.run.missing_packages(BenchConfig(data="d", out=tmp_path, accuracy_model=tmp_path)) == \
         ["matplotlib"]
     args = _args("--device", "cuda", "--workdir", str(tmp_path / "none"))
     with pytest.raises(ValueError, match="needs matplotlib, accelerate: pip install matplotlib accelerate"):
         args.func(args)
     absent.clear()
-    assert benchmarks.run.missing_packages(cfg) == []
+    assert qa_engine.benchmarks.run.missing_packages(cfg) == []
 
 
 def test_cuda_run_wires_jobs_into_one_report(monkeypatch, tmp_path):
     """run() for --device cuda with the models, the GPU and the worker processes replaced: which jobs it starts,
     and how their results land in the report (agreement on the accuracy questions, concurrency, GPU peaks)."""
-    import benchmarks.run as run_module
-    from benchmarks.models import PreparedModel
-    from benchmarks.workload import Workload
+    import qa_engine.benchmarks.run as run_module
+    from qa_engine.benchmarks.models import PreparedModel
+    from qa_engine.benchmarks.workload import Workload
 
     ids = tuple(f"q{i}" for i in range(40))
     work = Workload("x", 0, ids, tuple(f"질문 {i}" for i in ids), tuple(f"문맥 {i}" for i in ids),

@@ -8,14 +8,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from benchmarks import analysis
-from benchmarks.cli import register
-from benchmarks.flops import ModelShape, TokenCounts, flops, model_flops
-from benchmarks.hardware import gemm_peaks, matmul_integer_model
-from benchmarks.models import MBERT_SHAPE
-from benchmarks.ort_profile import op_rates, summarize_trace
-from benchmarks.report import console_table, render_markdown, write_report
-from benchmarks.workload import sample
+from qa_engine.benchmarks import analysis
+from qa_engine.benchmarks.cli import register
+from qa_engine.benchmarks.flops import ModelShape, TokenCounts, flops, model_flops
+from qa_engine.benchmarks.hardware import gemm_peaks, matmul_integer_model
+from qa_engine.benchmarks.models import MBERT_SHAPE
+from qa_engine.benchmarks.ort_profile import op_rates, summarize_trace
+from qa_engine.benchmarks.report import console_table, render_markdown, write_report
+from qa_engine.benchmarks.workload import sample
 from qa_engine.squad import Example
 
 PEAKS = {"fp32": 1e11, "bf16": 4e11, "int8": 1e12}
@@ -210,7 +210,7 @@ def test_bench_command_parses():
 
 
 def test_jobs_alternate_order_and_repeat_the_target_batch():
-    from benchmarks.run import BenchConfig, plan_jobs
+    from qa_engine.benchmarks.run import BenchConfig, plan_jobs
 
     tmp = Path("o")
     cfg = BenchConfig(data="d", out=tmp, systems=("hf-fp32", "engine-int8"),
@@ -227,7 +227,7 @@ def test_jobs_alternate_order_and_repeat_the_target_batch():
 def test_run_dir_keeps_finished_jobs_only_when_resuming(tmp_path):
     from types import SimpleNamespace
 
-    from benchmarks.run import BenchConfig, run_dir
+    from qa_engine.benchmarks.run import BenchConfig, run_dir
 
     work = SimpleNamespace(ids=["q1", "q2"])
     model = SimpleNamespace(artifact=tmp_path / "artifact")

@@ -40,7 +40,7 @@ def pairs():
 
 @pytest.fixture(scope="module")
 def synthetic():
-    from train.synthetic import generate
+    from qa_engine.train.synthetic import generate
 
     records = generate(60, seed=7, split="heldout")
     return [r["question"] for r in records], [r["context"] for r in records], records

@@ -11,8 +11,8 @@ import pytest
 pytest.importorskip("optimum.exporters.onnx")
 pytest.importorskip("torch")
 
-from export import onnx_export, pipeline, quantize  # noqa: E402
-from export.fusion import FusionError, fuse  # noqa: E402
+from qa_engine.export import onnx_export, pipeline, quantize  # noqa: E402
+from qa_engine.export.fusion import FusionError, fuse  # noqa: E402
 from qa_engine.manifest import Manifest, sha256_file  # noqa: E402
 
 slow = pytest.mark.slow  # trains the tiny model (first run) or exports one
@@ -124,7 +124,7 @@ def test_fp32_onnx_matches_pytorch_on_real_windows(tiny_bert_artifact: Path, tin
 
     from qa_engine.features import WindowTokenizer
     from qa_engine.runtime import cpu_session
-    from export.validate import BUILTIN_SAMPLES
+    from qa_engine.export.validate import BUILTIN_SAMPLES
 
     tok = WindowTokenizer.from_file(tiny_bert_artifact / "tokenizer.json")
     w = tok.windows([q for q, _, _ in BUILTIN_SAMPLES], [c for _, c, _ in BUILTIN_SAMPLES])
@@ -167,7 +167,7 @@ class _Shifted:
 def test_fp32_gate_refuses_a_graph_with_one_output_shifted(tiny_bert_artifact: Path, tiny_bert_checkpoint: Path, output) -> None:
     from transformers import AutoModelForQuestionAnswering
 
-    from export.validate import BUILTIN_SAMPLES, ParityError, check_fp32_parity
+    from qa_engine.export.validate import BUILTIN_SAMPLES, ParityError, check_fp32_parity
     from qa_engine.config import DecodeConfig, WindowConfig
     from qa_engine.features import WindowTokenizer
     from qa_engine.runtime import cpu_session

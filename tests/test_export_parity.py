@@ -12,7 +12,7 @@ import pytest
 pytest.importorskip("optimum.exporters.onnx")
 torch = pytest.importorskip("torch")
 
-from export import fusion, onnx_export, pipeline, validate  # noqa: E402
+from qa_engine.export import fusion, onnx_export, pipeline, validate  # noqa: E402
 from qa_engine import runtime  # noqa: E402
 from qa_engine.config import DecodeConfig  # noqa: E402
 from qa_engine.features import WindowTokenizer  # noqa: E402
@@ -84,8 +84,8 @@ def large_logits_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
     of 1e-4 refused although the graph is right."""
     from transformers import AutoModelForQuestionAnswering, DistilBertConfig
 
-    from train.synthetic import alphabet, generate
-    from train.tokenizer import save_tokenizer_dir, train_wordpiece
+    from qa_engine.train.synthetic import alphabet, generate
+    from qa_engine.train.tokenizer import save_tokenizer_dir, train_wordpiece
 
     out = tmp_path_factory.mktemp("large-logits")
     texts = [r["context"] for r in generate(100, seed=3, split="train")]

@@ -17,8 +17,8 @@ from tokenizers import Tokenizer
 
 from qa_engine.config import max_window_length
 from qa_engine.features import PairTemplate, WindowTokenizer
-from train.synthetic import alphabet, generate
-from train.subword import SPECIAL_TOKENS, byte_level_bpe, save_subword_tokenizer, unigram
+from qa_engine.train.synthetic import alphabet, generate
+from qa_engine.train.subword import SPECIAL_TOKENS, byte_level_bpe, save_subword_tokenizer, unigram
 
 slow = pytest.mark.slow
 FAMILIES = ("roberta", "xlm-roberta")
@@ -91,8 +91,8 @@ def test_roberta_positions_hold_two_tokens_fewer() -> None:
 def test_export_settings_cut_max_length_to_what_roberta_positions_hold(tmp_path: Path) -> None:
     from transformers import RobertaConfig
 
-    from export.onnx_export import Checkpoint
-    from export.pipeline import settings
+    from qa_engine.export.onnx_export import Checkpoint
+    from qa_engine.export.pipeline import settings
 
     (tmp_path / "train_config.json").write_text(json.dumps({"max_length": 514, "doc_stride": 128}))
     window, _ = settings(Checkpoint(tmp_path, RobertaConfig(max_position_embeddings=514, pad_token_id=1),
@@ -106,7 +106,7 @@ def _checkpoint(tokenizer: Tokenizer, family: str, out: Path) -> Path:
     import torch
     from transformers import AutoModelForQuestionAnswering, AutoTokenizer
 
-    from train.model import tiny_config
+    from qa_engine.train.model import tiny_config
 
     save_subword_tokenizer(tokenizer, out)
     config = tiny_config(family, len(AutoTokenizer.from_pretrained(out)), pad_token_id=tokenizer.token_to_id("<pad>"))
@@ -133,7 +133,7 @@ def test_family_exports_fused_and_answers_like_the_pipeline(
 ) -> None:
     import onnx
 
-    from export.pipeline import export_artifact
+    from qa_engine.export.pipeline import export_artifact
     from qa_engine import QAEngine
     from qa_engine.manifest import Manifest
 
@@ -179,12 +179,12 @@ def test_family_exports_fused_and_answers_like_the_pipeline(
 @slow
 @pytest.mark.parametrize("family", FAMILIES)
 def test_family_trains_a_few_steps_and_exports(tokenizers: dict[str, Tokenizer], family: str, tmp_path: Path) -> None:
-    from export.pipeline import export_artifact
+    from qa_engine.export.pipeline import export_artifact
     from qa_engine import QAEngine
     from qa_engine.manifest import Manifest
-    from train.config import TrainConfig
-    from train.synthetic import write_jsonl
-    from train.trainer import train
+    from qa_engine.train.config import TrainConfig
+    from qa_engine.train.synthetic import write_jsonl
+    from qa_engine.train.trainer import train
 
     write_jsonl(generate(30, seed=5, split="train"), tmp_path / "train.jsonl")
     save_subword_tokenizer(tokenizers[family], tmp_path / "tokenizer")
@@ -207,7 +207,7 @@ def test_roberta_family_takes_no_token_type_ids() -> None:
     """One segment embedding: a BERT-style template's type id 1 would index past it."""
     from transformers import AutoModelForQuestionAnswering
 
-    from train.model import model_input_names, tiny_config
+    from qa_engine.train.model import model_input_names, tiny_config
 
     for family in FAMILIES:
         model = AutoModelForQuestionAnswering.from_config(tiny_config(family, 100, pad_token_id=1))
@@ -219,10 +219,10 @@ def test_roberta_family_takes_no_token_type_ids() -> None:
 @slow
 def test_roberta_with_a_wordpiece_tokenizer_trains(texts: list[str], tmp_path: Path) -> None:
     """klue/roberta-base's layout: a RoBERTa model with a BERT WordPiece tokenizer ([CLS] q [SEP] c [SEP], type ids 1)."""
-    from train.config import TrainConfig
-    from train.synthetic import write_jsonl
-    from train.tokenizer import save_tokenizer_dir, train_wordpiece
-    from train.trainer import train
+    from qa_engine.train.config import TrainConfig
+    from qa_engine.train.synthetic import write_jsonl
+    from qa_engine.train.tokenizer import save_tokenizer_dir, train_wordpiece
+    from qa_engine.train.trainer import train
 
     write_jsonl(generate(10, seed=5, split="train"), tmp_path / "train.jsonl")
     save_tokenizer_dir(train_wordpiece(texts, 1000, extra_alphabet=alphabet()), tmp_path / "tokenizer",
@@ -236,9 +236,9 @@ def test_roberta_with_a_wordpiece_tokenizer_trains(texts: list[str], tmp_path: P
 
 @slow
 def test_max_length_beyond_robertas_positions_is_refused(tokenizers: dict[str, Tokenizer], tmp_path: Path) -> None:
-    from train.config import TrainConfig
-    from train.synthetic import write_jsonl
-    from train.trainer import train
+    from qa_engine.train.config import TrainConfig
+    from qa_engine.train.synthetic import write_jsonl
+    from qa_engine.train.trainer import train
 
     write_jsonl(generate(5, seed=5, split="train"), tmp_path / "train.jsonl")
     save_subword_tokenizer(tokenizers["roberta"], tmp_path / "tokenizer")

@@ -18,7 +18,7 @@ CORPUS = [
 
 @pytest.fixture(scope="module")
 def tokenizer() -> Tokenizer:
-    train_wordpiece = pytest.importorskip("train.tokenizer").train_wordpiece  # skips in the runtime-only job
+    train_wordpiece = pytest.importorskip("qa_engine.train.tokenizer").train_wordpiece  # skips in the runtime-only job
 
     return train_wordpiece(CORPUS * 5, vocab_size=300)
 

@@ -20,7 +20,7 @@ def dev(korquad_dev):
 
 @pytest.fixture(scope="module")
 def tokenizer(dev) -> Tokenizer:
-    train_wordpiece = pytest.importorskip("train.tokenizer").train_wordpiece  # skips in the runtime-only job
+    train_wordpiece = pytest.importorskip("qa_engine.train.tokenizer").train_wordpiece  # skips in the runtime-only job
 
     texts = [*dict.fromkeys(ex.context for ex in dev), *(ex.question for ex in dev)]
     return train_wordpiece(texts, vocab_size=8000)

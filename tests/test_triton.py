@@ -40,8 +40,8 @@ def _same(got, want) -> None:
 
 
 def _triton_export():
-    """export.triton (the repository writer), or a skip where only the runtime is installed."""
-    return pytest.importorskip("export.triton")
+    """qa_engine.export.triton (the repository writer), or a skip where only the runtime is installed."""
+    return pytest.importorskip("qa_engine.export.triton")
 
 
 def parse_pbtxt(text: str) -> dict:
