@@ -1,7 +1,7 @@
 """Training settings (importable without torch, so the CLI can show its defaults)."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from qa_engine.config import WindowConfig
 from qa_engine.metrics import METRICS
@@ -21,6 +21,7 @@ class TrainConfig:
     dataset: str = DEFAULT_DATASET
     eval_dataset: str | None = None  # default: the hub dataset's validation split; none for a local file
     test_dataset: str | None = None  # scored once with the final model, reported as metrics.json "test"
+    more_tests: dict[str, str] = field(default_factory=dict)  # name -> file, scored and reported like "test"
     tokenizer: str | None = None  # default: the model's own
     model_config: str | None = None  # "tiny": train a small model from scratch (`model` names its family)
     lr: float = 2e-5

@@ -153,6 +153,7 @@ def train(cfg: TrainConfig, callbacks: Sequence[TrainerCallback] = ()) -> Path:
     eval_source = cfg.eval_dataset or (None if local else cfg.dataset)
     eval_examples = _load(eval_source, EVAL_SPLIT, cfg.strict)
     test_examples = _load(cfg.test_dataset, EVAL_SPLIT, cfg.strict)
+    more_tests = {name: _load(source, EVAL_SPLIT, cfg.strict) for name, source in cfg.more_tests.items()}
 
     set_seed(cfg.seed)
     model, tokenizer = load_model(cfg.model, cfg.model_config, cfg.tokenizer)
@@ -164,7 +165,8 @@ def train(cfg: TrainConfig, callbacks: Sequence[TrainerCallback] = ()) -> Path:
     names = model_input_names(model)
     train_set = training_dataset(train_examples, windower, names, cfg.strict)
     eval_set = EvalSet.build(eval_examples, windower, names) if eval_examples else None
-    test_set = EvalSet.build(test_examples, windower, names) if test_examples else None
+    test_sets = {name: EvalSet.build(examples, windower, names)
+                 for name, examples in [("test", test_examples), *more_tests.items()] if examples}
 
     trainer = QATrainer(
         model=model,
@@ -194,10 +196,11 @@ def train(cfg: TrainConfig, callbacks: Sequence[TrainerCallback] = ()) -> Path:
     if eval_set is not None:
         metrics["eval"] = {**_best_eval(trainer.state.log_history), "source": eval_source,
                            "examples": len(eval_set.examples)}
-    if test_set is not None:
-        scores = trainer.score(test_set, "test")
-        metrics["test"] = {"exact_match": scores["test_exact_match"], "f1": scores["test_f1"],
-                           "source": cfg.test_dataset, "examples": len(test_set.examples)}
+    sources = {"test": cfg.test_dataset, **cfg.more_tests}
+    for name, test_set in test_sets.items():
+        scores = trainer.score(test_set, name)
+        metrics[name] = {"exact_match": scores[f"{name}_exact_match"], "f1": scores[f"{name}_f1"],
+                         "source": sources[name], "examples": len(test_set.examples)}
     if trainer.is_world_process_zero():
         _write_output(trainer, cfg, metrics)
     return output
@@ -212,4 +215,4 @@ def _write_output(trainer: Trainer, cfg: TrainConfig, metrics: dict) -> None:
         (tmp / "train_config.json").write_text(json.dumps(config, indent=2), encoding="utf-8")
         (tmp / "metrics.json").write_text(json.dumps(metrics, indent=2), encoding="utf-8")
     shutil.rmtree(checkpoint_dir(output), ignore_errors=True)
-    log.info("saved %s: %s", output, json.dumps({k: v for k, v in metrics.items() if k in ("eval", "test")}))
+    log.info("saved %s: %s", output, json.dumps({k: v for k, v in metrics.items() if k != "train"}))
