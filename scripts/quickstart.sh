@@ -17,5 +17,6 @@ else
   [ -f "$CKPT/metrics.json" ] || $QA train --model "$MODEL" --dataset "${DATA:-KorQuAD/squad_kor_v1}" --output "$CKPT"
 fi
 ART=artifacts/$(basename "$CKPT")
-[ -f "$ART/qa_engine.json" ] || $QA export --model "$CKPT" --output "$ART" --precision int8
+# export again when the checkpoint is newer than the artifact (a retrained model, e.g. after a recipe change)
+[ "$ART/qa_engine.json" -nt "$CKPT/metrics.json" ] || $QA export --model "$CKPT" --output "$ART" --precision int8 --force
 $QA batch --model "$ART" --input "$QUESTIONS" --output runs/answers.jsonl --predictions-json runs/predictions.json --print 20

@@ -2,13 +2,14 @@
 from __future__ import annotations
 
 import json
+import re
 import unicodedata
 from functools import lru_cache
 
 import pytest
 
-from train import synthetic
-from train.tokenizer import SPECIAL_TOKENS, char_wordpiece, save_tokenizer_dir, train_wordpiece
+from qa_engine.train import synthetic
+from qa_engine.train.tokenizer import SPECIAL_TOKENS, char_wordpiece, save_tokenizer_dir, train_wordpiece
 
 SEED_CASES = [
     ("철수는 서울에 삽니다.", "철수는 어디에 삽니까?", "서울"),
@@ -17,8 +18,8 @@ SEED_CASES = [
 
 
 @lru_cache(maxsize=None)
-def _records(split: str, n: int, seed: int) -> tuple[dict, ...]:
-    return tuple(synthetic.generate(n, seed=seed, split=split))
+def _records(split: str, n: int, seed: int, mix: synthetic.Mix = synthetic.Mix()) -> tuple[dict, ...]:
+    return tuple(synthetic.generate(n, seed=seed, split=split, mix=mix))
 
 
 @lru_cache(maxsize=None)
@@ -64,21 +65,74 @@ def test_ids_are_unique_and_contexts_have_one_to_four_questions(split):
         assert len({q["context"] for q in qs}) == 1
 
 
-def test_multi_sentence_contexts_ask_about_several_subjects():
-    questions: dict[str, set[str]] = {}
-    for r in _records("train", 800, 0):
-        questions.setdefault(r["context"], set()).add(r["question"].split()[0])  # the subject, with its particle
-    several = [(c, q) for c, q in questions.items() if c.count(".") >= 2]
+def _per_context(records) -> dict[str, list[dict]]:
+    contexts: dict[str, list[dict]] = {}
+    for r in records:
+        contexts.setdefault(r["context"], []).append(r)
+    return contexts
+
+
+def _subject(question: str) -> str:
+    return question.split()[0]  # the subject with its particle (철수는, 고양이가, 철수의)
+
+
+def test_multi_sentence_contexts_ask_about_several_subjects_or_one_subject_several_things():
+    several = [qs for c, qs in _per_context(_records("train", 800, 0)).items() if c.count(".") >= 2]
     assert len(several) > 500
-    for c, first_words in several:
-        assert len(first_words) >= 2, c
+    one_subject = [qs for qs in several if len({_subject(q["question"]) for q in qs}) == 1]
+    assert 0.03 < len(one_subject) / len(several) < 0.25
+    for qs in one_subject:  # the same person, a different predicate each time
+        assert len({q["answers"]["text"][0] for q in qs}) == len(qs)
+
+
+def _sentence_regex(template: str) -> re.Pattern:
+    """A pattern's sentence as a regex: slots match any text, particles either of their two forms."""
+    parts, pos = [], 0
+    for m in synthetic.patterns.SLOT.finditer(template):
+        parts.append(re.escape(template[pos : m.start()]) + ".+?")
+        if m.group(2):
+            pair = next(p for p in synthetic.patterns.JOSA_FORMS if m.group(2) in p)
+            parts.append("(?:" + "|".join(pair) + ")")
+        pos = m.end()
+    return re.compile("".join(parts) + re.escape(template[pos:]) + "$")
+
+
+def test_distractor_contexts_give_several_subjects_one_predicate_and_different_answers():
+    regexes = [_sentence_regex(p.sentence) for p in synthetic.PATTERNS]
+    contexts = _per_context(_records("heldout", 200, 5, synthetic.DISTRACTORS))
+    assert len(contexts) == 200
+    for context, qs in contexts.items():
+        sentences = [s + "." for s in context.rstrip(".").split(". ")]
+        assert 2 <= len(sentences) == len(qs) <= 4, context
+        shared = set(range(len(regexes)))
+        for s in sentences:
+            shared &= {i for i, rx in enumerate(regexes) if rx.match(s)}
+        assert shared, context  # one sentence pattern fits every sentence
+        assert len({q["answers"]["text"][0] for q in qs}) == len(qs), context
+        assert len({_subject(q["question"]) for q in qs}) == len(qs), context
+    train = _per_context(_records("train", 800, 0))
+    shared_share = sum(len({_subject(q["question"]) for q in qs}) == len(qs) >= 2 and
+                       any(all(rx.match(s + ".") for s in c.rstrip(".").split(". ")) for rx in regexes)
+                       for c, qs in train.items()) / len(train)
+    assert 0.3 < shared_share < 0.6  # Mix.shared (0.4) plus free mixes that happen to share a pattern
+
+
+def test_train_invents_names_from_syllables_the_lexicon_never_uses():
+    outside = set(synthetic.outside_syllables())
+    assert len(outside) > 1500 and not outside & set(synthetic.alphabet())
+    train_text = "".join({r["context"] for r in _records("train", 800, 0)})
+    assert len(outside & set(train_text)) > 500
+    heldout_text = "".join({r["context"] + r["question"] for r in _records("heldout", 800, 1)})
+    assert not outside & set(heldout_text)
 
 
 def test_seed_patterns_are_generated():
     pairs = {(r["context"], r["question"]) for r in _records("train", 800, 0)}
-    lives = [c for c, q in pairs if c.count(".") == 1 and c.endswith("에 삽니다.") and q.endswith("어디에 삽니까?")]
-    sits = [c for c, q in pairs if c.count(".") == 1 and c.endswith("에 앉습니다.") and q.endswith("어디에 앉습니까?")]
+    lives = [(c, q) for c, q in pairs if c.count(".") == 1 and c.endswith("에 삽니다.")]
+    sits = [(c, q) for c, q in pairs if c.count(".") == 1 and c.endswith("에 앉습니다.")]
     assert len(lives) >= 10 and len(sits) >= 10
+    assert sum(q.endswith("어디에 삽니까?") for _, q in lives) >= 3
+    assert sum(q.endswith("어디에 앉습니까?") for _, q in sits) >= 3
 
 
 def test_heldout_names_and_places_never_occur_in_train_contexts():
@@ -98,10 +152,13 @@ def test_pools_are_disjoint_and_seed_words_stay_in_train():
     assert "서울" not in heldout.cities and "의자" not in heldout.furniture
 
 
-def test_heldout_uses_only_syllables_that_train_text_contains():
+def test_heldout_names_and_places_use_only_syllables_that_train_text_contains():
     train_syllables = {ch for r in _records("train", 3000, 0) for ch in r["context"] + r["question"]}
-    heldout_syllables = {ch for r in _records("heldout", 800, 1) for ch in r["context"] + r["question"]}
-    assert {ch for ch in heldout_syllables if "\uac00" <= ch <= "\ud7a3"} <= set(synthetic.alphabet()) & train_syllables
+    heldout = _records("heldout", 800, 1)
+    answers = {ch for r in heldout if _is_name_or_place_question(r) for ch in r["answers"]["text"][0]}
+    assert answers <= train_syllables
+    heldout_syllables = {ch for r in heldout for ch in r["context"] + r["question"] if "\uac00" <= ch <= "\ud7a3"}
+    assert heldout_syllables <= set(synthetic.alphabet())
 
 
 @pytest.mark.parametrize("word, particle, expected", [
@@ -137,8 +194,18 @@ def test_writers_produce_jsonl_and_nested_squad(tmp_path):
 # ---- tokenizer --------------------------------------------------------------------------------------------------
 @lru_cache(maxsize=None)
 def _char_tokenizer():
-    train = _records("train", 600, 0)
-    return char_wordpiece([r["context"] for r in train] + [r["question"] for r in train], synthetic.alphabet())
+    return char_wordpiece()
+
+
+def test_char_tokenizer_knows_every_hangul_syllable_jamo_and_ascii_in_both_forms():
+    vocab = _char_tokenizer().get_vocab()
+    chars = [chr(c) for lo, hi in ((0xAC00, 0xD7A3), (0x3131, 0x318E), (0x1100, 0x11FF)) for c in range(lo, hi + 1)]
+    chars += [chr(c) for c in range(0x21, 0x7F)]
+    missing = [c for c in chars if c not in vocab or "##" + c not in vocab]
+    assert not missing, missing[:20]
+    unk = _char_tokenizer().token_to_id("[UNK]")
+    for text in ("뷁쀍 똠방각하 ㅋㅋ ㅠㅠ", "Python 3.11과 GPU-서버, “인용”… 50%", "한국어"):
+        assert unk not in _char_tokenizer().encode(text).ids, text
 
 
 def test_char_tokenizer_marks_word_starts_and_splits_before_particles():

@@ -17,12 +17,12 @@ from qa_engine.config import WindowConfig
 from qa_engine.features import WindowTokenizer, answer_char_spans, answer_token_spans
 from qa_engine.spans import best_spans, merge_answers
 from qa_engine.squad import DataError, load_examples
-from train.config import TrainConfig
-from train.data import training_dataset
-from train.model import model_input_names, tiny_config
-from train.synthetic import alphabet, generate, write_jsonl
-from train.tokenizer import save_tokenizer_dir, train_wordpiece
-from train.trainer import checkpoint_dir, train
+from qa_engine.train.config import TrainConfig
+from qa_engine.train.data import training_dataset
+from qa_engine.train.model import model_input_names, tiny_config
+from qa_engine.train.synthetic import alphabet, generate, write_jsonl
+from qa_engine.train.tokenizer import save_tokenizer_dir, train_wordpiece
+from qa_engine.train.trainer import checkpoint_dir, train
 
 
 @pytest.fixture(scope="module")
@@ -84,29 +84,30 @@ def _answer(folder: Path, question: str, context: str) -> str:
     return merge_answers(spans, w.offsets, w.example_index, [context])[0][0].answer
 
 
-HELDOUT_EM_TARGET = 90  # issue 2: exact match on questions about names and places never seen in training
+HELDOUT_EM_TARGET = 90  # issues 2 and 13: exact match on questions about names and places never seen in training
+SAMPLES = Path(__file__).resolve().parents[1] / "qa_engine" / "data" / "sample_questions.jsonl"
 
 
-def _heldout(tiny_checkpoint: Path) -> dict:
-    return json.loads((tiny_checkpoint / "metrics.json").read_text(encoding="utf-8"))["test"]
+def _metrics(tiny_checkpoint: Path) -> dict:
+    return json.loads((tiny_checkpoint / "metrics.json").read_text(encoding="utf-8"))
 
 
-def test_tiny_model_generalizes_to_heldout_names(tiny_checkpoint):
-    heldout = _heldout(tiny_checkpoint)
-    assert heldout["exact_match"] >= HELDOUT_EM_TARGET, heldout
-    assert heldout["examples"] >= 500
+@pytest.mark.parametrize("heldout, min_examples", [("test", 500), ("test_distractors", 400)])
+def test_tiny_model_generalizes_to_heldout_names(tiny_checkpoint, heldout, min_examples):
+    """Overall, and in contexts where 2-4 subjects share a predicate (only the question's subject tells them apart)."""
+    scores = _metrics(tiny_checkpoint)[heldout]
+    assert scores["exact_match"] >= HELDOUT_EM_TARGET, scores
+    assert scores["examples"] >= min_examples
     assert json.loads((tiny_checkpoint / "train_config.json").read_text(encoding="utf-8"))["model_config"] == "tiny"
 
 
-SEED_CHECKS = [
-    ("철수는 서울에 삽니다.", "철수는 어디에 삽니까?", "서울"),
-    ("고양이가 의자에 앉습니다.", "고양이가 어디에 앉습니까?", "의자"),
-]
+def _samples() -> list[dict]:
+    return [json.loads(line) for line in SAMPLES.read_text(encoding="utf-8").splitlines() if line.strip()]
 
 
-@pytest.mark.parametrize("context, question, expected", SEED_CHECKS)
-def test_tiny_model_answers_seed_questions(tiny_checkpoint, context, question, expected):
-    assert _answer(tiny_checkpoint, question, context) == expected
+@pytest.mark.parametrize("sample", _samples(), ids=lambda r: r["id"])
+def test_tiny_model_answers_every_bundled_question(tiny_checkpoint, sample):
+    assert _answer(tiny_checkpoint, sample["question"], sample["context"]) == sample["answers"]["text"][0]
 
 
 # ---- resume ------------------------------------------------------------------------------------------------------

@@ -5,6 +5,8 @@ import inspect
 import logging
 from pathlib import Path
 
+import torch
+
 from transformers import (
     AutoConfig,
     AutoModelForQuestionAnswering,
@@ -29,15 +31,18 @@ TINY_LAYERS = 2
 TINY_HEADS = 4
 TINY_FFN = 512
 TINY_MAX_POSITIONS = 512
+TINY_BERT_LAYERS = 3
+TINY_EMBEDDING_STD = 1.0  # unit-scale character embeddings: ones rarely or never trained stay distinct
+TINY_MATCH_HEADS = 2  # first-layer BERT heads that start out comparing tokens by identity
 
 
 def tiny_config(family: str, vocab_size: int, pad_token_id: int = 0) -> PretrainedConfig:
     """A small DistilBERT, BERT, RoBERTa or XLM-RoBERTa config (BERT has token_type_ids) for `vocab_size` tokens.
 
-    The BERT one scores attention with relative positions: "the value a few tokens after the subject the
-    question names" is a relative pattern. Measured on the synthetic data, 3,000 steps took it to about 90 EM
-    on held-out names, against about 35 for the same model with absolute position embeddings. onnxruntime
-    has no fused kernel for that attention, so its export keeps attention unfused."""
+    The BERT one (3 layers) scores attention with relative positions: "the value a few tokens after the subject
+    the question names" is a relative pattern. Measured on the synthetic data, 3,000 steps took a 2-layer one to
+    about 90 EM on held-out names, against about 35 for the same model with absolute position embeddings.
+    onnxruntime has no fused kernel for that attention, so its export keeps attention unfused."""
     if family == "distilbert":
         return DistilBertConfig(
             vocab_size=vocab_size,
@@ -54,7 +59,7 @@ def tiny_config(family: str, vocab_size: int, pad_token_id: int = 0) -> Pretrain
         return BertConfig(
             vocab_size=vocab_size,
             hidden_size=TINY_DIM,
-            num_hidden_layers=TINY_LAYERS,
+            num_hidden_layers=TINY_BERT_LAYERS,
             num_attention_heads=TINY_HEADS,
             intermediate_size=TINY_FFN,
             max_position_embeddings=TINY_MAX_POSITIONS,
@@ -69,7 +74,7 @@ def tiny_config(family: str, vocab_size: int, pad_token_id: int = 0) -> Pretrain
         return config_class(
             vocab_size=vocab_size,
             hidden_size=TINY_DIM,
-            num_hidden_layers=TINY_LAYERS,
+            num_hidden_layers=TINY_BERT_LAYERS,
             num_attention_heads=TINY_HEADS,
             intermediate_size=TINY_FFN,
             # positions are numbered from pad_token_id + 1, as in roberta-base (514 positions, pad id 1)
@@ -95,6 +100,25 @@ def _load_tokenizer(name_or_path: str) -> PreTrainedTokenizerFast:
     return tokenizer
 
 
+def _init_for_matching(model: PreTrainedModel, pad_token_id: int) -> None:
+    """Start the tiny BERT able to compare tokens: unit-scale character embeddings and TINY_MATCH_HEADS first-layer
+    heads with identity query and key maps, so each token attends to the other occurrences of its character.
+
+    Telling "민지는 대전에 삽니다. 준호는 광주에 삽니다." apart takes matching the question's subject with the
+    context's; from the default init (std 0.02) the model did not learn that in the budget (25 EM on such
+    contexts, chance level, with 63 overall) and with this init it does."""
+    embeddings = model.get_input_embeddings().weight
+    attention = model.base_model.encoder.layer[0].attention.self
+    width = TINY_MATCH_HEADS * attention.attention_head_size
+    with torch.no_grad():
+        embeddings.normal_(0.0, TINY_EMBEDDING_STD)
+        embeddings[pad_token_id].zero_()
+        for linear in (attention.query, attention.key):
+            linear.weight[:width].zero_()
+            linear.bias[:width].zero_()
+            linear.weight[:width, :width] += torch.eye(width)
+
+
 def load_model(
     name_or_path: str, model_config: str | None = None, tokenizer_dir: str | Path | None = None
 ) -> tuple[PreTrainedModel, PreTrainedTokenizerFast]:
@@ -112,6 +136,8 @@ def load_model(
         tokenizer = _load_tokenizer(str(tokenizer_dir))
         config = tiny_config(name_or_path, len(tokenizer), tokenizer.pad_token_id or 0)
         model = AutoModelForQuestionAnswering.from_config(config)
+        if name_or_path == "bert":
+            _init_for_matching(model, config.pad_token_id)
         log.info("new tiny %s model: %.2fM parameters", name_or_path, model.num_parameters() / 1e6)
         return model, tokenizer
     try:

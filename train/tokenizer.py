@@ -46,13 +46,25 @@ def train_wordpiece(texts: Iterable[str], vocab_size: int = 8000, extra_alphabet
     return tok
 
 
-def char_wordpiece(texts: Iterable[str], extra_alphabet: str = "") -> Tokenizer:
-    """A merge-free WordPiece tokenizer over the texts' characters, each in a word-initial and a ## form.
+# Characters the character tokenizer always knows, so no Korean word becomes [UNK]: every Hangul syllable, the
+# conjoining and compatibility jamo, printable ASCII and common CJK / typographic punctuation.
+CHAR_RANGES = ((0xAC00, 0xD7A3), (0x1100, 0x11FF), (0x3131, 0x318E), (0x21, 0x7E))
+PUNCTUATION = "·…‘’“”「」『』《》〈〉【】〔〕※～、。・°%‰₩€£¥±×÷→←↑↓"
+
+
+def char_alphabet() -> str:
+    """The characters `char_wordpiece` always covers (about 11.6k)."""
+    return "".join(chr(c) for lo, hi in CHAR_RANGES for c in range(lo, hi + 1)) + PUNCTUATION
+
+
+def char_wordpiece(texts: Iterable[str] = (), extra_alphabet: str = "") -> Tokenizer:
+    """A merge-free WordPiece tokenizer over `char_alphabet()` (plus the texts' other characters), each in a
+    word-initial and a ## form.
 
     "서울에" becomes 서 ##울 ##에: every answer boundary before a particle is a token boundary, and
     unlike splitting every syllable into its own word the model still sees where whitespace words start,
     which is what lets a tiny model find the stem of a name it never saw."""
-    chars: set[str] = set(extra_alphabet)
+    chars: set[str] = set(char_alphabet()) | set(extra_alphabet)
     for text in texts:
         chars.update(ch for ch in text if not ch.isspace())
     alphabet = sorted(chars)

@@ -1,10 +1,11 @@
-"""Synthetic Korean extractive-QA data for the offline tiny model, split by concern: lexicon and sentence patterns
-(data), the train/heldout pools, the generator, and the writers. `generate(n, seed, split)` gives flat
-SQuAD-style records."""
-from .generator import SENTENCES, generate
+"""Synthetic Korean extractive-QA data for the offline tiny model: lexicon and patterns (data), pools, generator,
+writers. `generate(n, seed, split)` gives flat SQuAD-style records; see generator.py for the context kinds."""
+from .generator import DISTRACTORS, SENTENCES, Mix, generate
 from .patterns import PATTERNS, josa
-from .pools import SPLITS, Pools, alphabet, pools
+from .pools import SPLITS, Pools, alphabet, outside_syllables, pools
 from .writers import write_jsonl, write_squad_json
 
-__all__ = ["PATTERNS", "SENTENCES", "SPLITS", "Pools", "alphabet", "generate", "josa", "pools", "write_jsonl",
-           "write_squad_json"]
+__all__ = [
+    "DISTRACTORS", "PATTERNS", "SENTENCES", "SPLITS", "Mix", "Pools", "alphabet", "generate", "josa",
+    "outside_syllables", "pools", "write_jsonl", "write_squad_json",
+]

@@ -1,7 +1,9 @@
 """Which names and place-like words each split may use: train and heldout draw from disjoint, fixed pools.
 
 The partition is fixed independently of any generate() seed, and no heldout word occurs inside any train
-context, so heldout questions test generalisation to names and places never seen in training.
+context, so heldout questions test generalisation to names and places never seen in training. Train also
+gets "outside" syllables: common Hangul syllables the lexicon never uses, from which it invents extra names
+and towns, so that the model learns to read names whatever their syllables.
 """
 from __future__ import annotations
 
@@ -87,6 +89,21 @@ def _towns(stems: Iterable[str]) -> list[str]:
     return [stem + suffix for stem in stems for suffix in TOWN_SUFFIXES]
 
 
+def _hangul(words: Iterable[str]) -> set[str]:
+    return {ch for w in words for ch in w if "\uac00" <= ch <= "\ud7a3"}
+
+
+@lru_cache(maxsize=None)
+def outside_syllables() -> tuple[str, ...]:
+    """The common Hangul syllables (KS X 1001's 2,350) that no lexicon word or template has."""
+    literal, followers = template_texts()
+    words = _split_words(GIVEN_SYLLABLES, [*CITIES, *_towns(TOWN_SYLLABLES)],
+                         [*VENUES, *FURNITURE, *_shared_words(), *literal, *followers])
+    used = _hangul(words)
+    common = (chr(c) for c in range(0xAC00, 0xD7A4) if len(chr(c).encode("euc_kr")) == 2)
+    return tuple(ch for ch in common if ch not in used)
+
+
 @lru_cache(maxsize=None)
 def pools(split: str) -> Pools:
     """The fixed pools of `split`; heldout names and place-like words never occur in any train context."""
@@ -126,8 +143,9 @@ def pools(split: str) -> Pools:
 
 @lru_cache(maxsize=None)
 def alphabet() -> str:
-    """Every Hangul syllable either split can emit (all occur in train text), e.g. for the tokenizer's alphabet."""
+    """Every Hangul syllable either split's lexicon words and templates can emit (heldout words use only train
+    syllables), e.g. for a tokenizer's alphabet."""
     literal, followers = template_texts()
     p = pools("train")
     words = _split_words(p.given, p.cities + p.towns, [*p.venues, *p.furniture, *_shared_words(), *literal, *followers])
-    return "".join(sorted({ch for w in words for ch in w if "\uac00" <= ch <= "\ud7a3"}))
+    return "".join(sorted(_hangul(words)))
