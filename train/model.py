@@ -74,7 +74,7 @@ def tiny_config(family: str, vocab_size: int, pad_token_id: int = 0) -> Pretrain
         return config_class(
             vocab_size=vocab_size,
             hidden_size=TINY_DIM,
-            num_hidden_layers=TINY_BERT_LAYERS,
+            num_hidden_layers=TINY_LAYERS,
             num_attention_heads=TINY_HEADS,
             intermediate_size=TINY_FFN,
             # positions are numbered from pad_token_id + 1, as in roberta-base (514 positions, pad id 1)
