@@ -46,12 +46,6 @@ if os.environ.get("QA_ENGINE_RUNTIME_ONLY"):
     collect_ignore = sorted(p.name for p in Path(__file__).parent.glob("test_*.py") if p.name not in RUNTIME_TESTS)
 
 
-@pytest.fixture(scope="session")
-def tiny_checkpoint(tiny_bert_checkpoint: Path) -> Path:
-    """tests/test_train.py's name for tiny_bert_checkpoint (that file is being edited for issue 13; rename there)."""
-    return tiny_bert_checkpoint
-
-
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Every test that trains or exports a model through a fixture is `slow`."""
     for item in items:

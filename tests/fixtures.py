@@ -22,7 +22,7 @@ ROOT = Path(__file__).resolve().parents[1]
 KORQUAD_DEV = ROOT / ".." / "shared" / "data" / "korquad" / "KorQuAD_v1.0_dev.json"
 RANDOM_MODEL = ROOT / "tests" / "data" / "random_bert"  # written by tests/random_model.py
 TRAINED = frozenset({"tiny_bert_checkpoint", "quick_distilbert_checkpoint", "tiny_bert_artifact",
-                     "quick_distilbert_artifact", "tiny_checkpoint"})
+                     "quick_distilbert_artifact"})
 SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")  # ids 0..4, as train.tokenizer's
 
 

@@ -88,17 +88,17 @@ HELDOUT_EM_TARGET = 90  # issues 2 and 13: exact match on questions about names 
 SAMPLES = Path(__file__).resolve().parents[1] / "qa_engine" / "data" / "sample_questions.jsonl"
 
 
-def _metrics(tiny_checkpoint: Path) -> dict:
-    return json.loads((tiny_checkpoint / "metrics.json").read_text(encoding="utf-8"))
+def _metrics(tiny_bert_checkpoint: Path) -> dict:
+    return json.loads((tiny_bert_checkpoint / "metrics.json").read_text(encoding="utf-8"))
 
 
 @pytest.mark.parametrize("heldout, min_examples", [("test", 500), ("test_distractors", 400)])
-def test_tiny_model_generalizes_to_heldout_names(tiny_checkpoint, heldout, min_examples):
+def test_tiny_model_generalizes_to_heldout_names(tiny_bert_checkpoint, heldout, min_examples):
     """Overall, and in contexts where 2-4 subjects share a predicate (only the question's subject tells them apart)."""
-    scores = _metrics(tiny_checkpoint)[heldout]
+    scores = _metrics(tiny_bert_checkpoint)[heldout]
     assert scores["exact_match"] >= HELDOUT_EM_TARGET, scores
     assert scores["examples"] >= min_examples
-    assert json.loads((tiny_checkpoint / "train_config.json").read_text(encoding="utf-8"))["model_config"] == "tiny"
+    assert json.loads((tiny_bert_checkpoint / "train_config.json").read_text(encoding="utf-8"))["model_config"] == "tiny"
 
 
 def _samples() -> list[dict]:
@@ -106,8 +106,8 @@ def _samples() -> list[dict]:
 
 
 @pytest.mark.parametrize("sample", _samples(), ids=lambda r: r["id"])
-def test_tiny_model_answers_every_bundled_question(tiny_checkpoint, sample):
-    assert _answer(tiny_checkpoint, sample["question"], sample["context"]) == sample["answers"]["text"][0]
+def test_tiny_model_answers_every_bundled_question(tiny_bert_checkpoint, sample):
+    assert _answer(tiny_bert_checkpoint, sample["question"], sample["context"]) == sample["answers"]["text"][0]
 
 
 # ---- resume ------------------------------------------------------------------------------------------------------
@@ -124,6 +124,7 @@ class _CountSteps(TrainerCallback):
         self.steps += 1
 
 
+@pytest.mark.slow
 def test_resume_continues_from_the_last_checkpoint(data_dir, tmp_path):
     out = tmp_path / "model"
     cfg = _config(data_dir, out, epochs=2.0, eval_dataset=str(data_dir / "dev.jsonl"))
