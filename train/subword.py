@@ -13,6 +13,8 @@ from typing import Iterable, Sequence
 
 from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
 
+from .tokenizer import save_tokenizer_dir
+
 log = logging.getLogger(__name__)
 
 SPECIAL_TOKENS = ("<s>", "<pad>", "</s>", "<unk>", "<mask>")  # ids 0..4, in this order
@@ -75,6 +77,10 @@ def _check_special_tokens(tok: Tokenizer) -> None:
             raise RuntimeError(f"special token {token} got id {tok.token_to_id(token)}, expected {i}")
 
 
+ROBERTA_SPECIALS = {"bos_token": "<s>", "eos_token": "</s>", "unk_token": "<unk>", "sep_token": "</s>",
+                    "pad_token": "<pad>", "cls_token": "<s>", "mask_token": "<mask>"}
+
+
 def save_subword_tokenizer(
     tokenizer: Tokenizer,
     out_dir: str | Path,
@@ -83,22 +89,4 @@ def save_subword_tokenizer(
 ) -> None:
     """Write `tokenizer` so that transformers.AutoTokenizer.from_pretrained(out_dir) loads it offline as a fast
     one with RoBERTa's special tokens (<s> as CLS, so the QA pipeline keeps it in the softmax)."""
-    from transformers import PreTrainedTokenizerFast
-
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    wrapped = PreTrainedTokenizerFast(
-        tokenizer_object=tokenizer,
-        bos_token="<s>",
-        eos_token="</s>",
-        unk_token="<unk>",
-        sep_token="</s>",
-        pad_token="<pad>",
-        cls_token="<s>",
-        mask_token="<mask>",
-        model_max_length=model_max_length,
-        padding_side="right",
-        model_input_names=list(model_input_names),
-    )
-    wrapped.save_pretrained(str(out_dir))
-    log.info("saved tokenizer (%d tokens) to %s", tokenizer.get_vocab_size(), out_dir)
+    save_tokenizer_dir(tokenizer, out_dir, model_max_length, model_input_names, ROBERTA_SPECIALS)

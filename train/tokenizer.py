@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Iterable, Mapping, Sequence
 
 from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
 
@@ -97,30 +97,31 @@ def _finish(tok: Tokenizer) -> None:
     tok.decoder = decoders.WordPiece(prefix="##")
 
 
+BERT_SPECIALS = {"unk_token": "[UNK]", "pad_token": "[PAD]", "cls_token": "[CLS]", "sep_token": "[SEP]",
+                 "mask_token": "[MASK]"}
+
+
 def save_tokenizer_dir(
     tokenizer: Tokenizer,
     out_dir: str | Path,
     model_max_length: int = 512,
     model_input_names: Sequence[str] = ("input_ids", "token_type_ids", "attention_mask"),
+    special_tokens: Mapping[str, str] = BERT_SPECIALS,
 ) -> None:
     """Write `tokenizer` so that transformers.AutoTokenizer.from_pretrained(out_dir) loads it offline as a fast one.
 
     `model_input_names` must match the model's forward (DistilBERT takes no token_type_ids), or the HF
-    pipeline passes inputs the model rejects."""
+    pipeline passes inputs the model rejects; `special_tokens` names the tokenizer's own (BERT's by default)."""
     from transformers import PreTrainedTokenizerFast
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     wrapped = PreTrainedTokenizerFast(
         tokenizer_object=tokenizer,
-        unk_token="[UNK]",
-        pad_token="[PAD]",
-        cls_token="[CLS]",
-        sep_token="[SEP]",
-        mask_token="[MASK]",
         model_max_length=model_max_length,
         padding_side="right",
         model_input_names=list(model_input_names),
+        **special_tokens,
     )
     wrapped.save_pretrained(str(out_dir))
     log.info("saved tokenizer (%d tokens) to %s", tokenizer.get_vocab_size(), out_dir)
