@@ -13,7 +13,6 @@ from typing import TYPE_CHECKING, Any, Iterable, Iterator, TypeVar
 from .atomic import atomic_open
 from .records import output_record, summary, write_predictions
 from .squad import iter_examples
-from .types import AnswerResult
 
 if TYPE_CHECKING:
     from tqdm import tqdm

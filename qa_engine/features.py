@@ -124,12 +124,6 @@ def window_counts(n_tokens: np.ndarray, budgets: np.ndarray, stride: int) -> np.
     return 1 + -(-over // step)
 
 
-def window_starts(n_tokens: int, budget: int, stride: int) -> list[int]:
-    """Start positions of one context's chunks (the rule `window_counts` applies to many at once)."""
-    count = int(window_counts(np.array([n_tokens]), np.array([budget]), stride)[0])
-    return [k * (budget - stride) for k in range(count)]
-
-
 def _ragged_arange(lengths: np.ndarray) -> np.ndarray:
     """Concatenated aranges: [0..lengths[0]), [0..lengths[1]), ... as one flat array."""
     firsts = np.cumsum(lengths) - lengths

@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 from tokenizers import Tokenizer
 
 from qa_engine.config import WindowConfig
-from qa_engine.features import WindowTokenizer, answer_char_spans, answer_token_spans, window_starts
+from qa_engine.features import WindowTokenizer, answer_char_spans, answer_token_spans, window_counts
 
 CORPUS = [
     "철수는 서울에 삽니다.", "고양이가 의자에 앉습니다.", "영희는 2019년 3월 5일에 부산으로 이사했다.",
@@ -49,11 +49,10 @@ def test_windows_equal_rust_overflow(tokenizer, max_length, stride):
         assert (w.attention_mask[r, :n] == 1).all() and (w.attention_mask[r, n:] == 0).all()
 
 
-def test_window_starts_step_and_stop():
-    assert window_starts(5, 10, 3) == [0]
-    assert window_starts(25, 10, 3) == [0, 7, 14, 21]
-    starts = window_starts(1000, 100, 30)
-    assert starts[-1] + 100 >= 1000 and all(b - a == 70 for a, b in zip(starts, starts[1:]))
+def test_window_counts_step_and_stop():
+    # chunks start every budget - stride tokens until one reaches the end: 25 tokens, budget 10 -> 0, 7, 14, 21
+    counts = window_counts(np.array([5, 25, 24, 1000, 0]), np.array([10, 10, 10, 100, 10]), 3)
+    assert counts.tolist() == [1, 4, 3, 11, 1]
 
 
 def test_labels_map_back_to_the_answer_in_every_window(tokenizer):
