@@ -4,10 +4,10 @@ from __future__ import annotations
 import itertools
 import logging
 import time
-from contextlib import contextmanager
+from contextlib import closing, contextmanager
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterable, Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Generator, Iterable, Iterator, Mapping, Sequence
 
 import numpy as np
 import onnxruntime as ort
@@ -16,7 +16,7 @@ from . import hub, runtime
 from .answering import model_feed
 from .buckets import Shapes, plan_batches
 from .config import DecodeConfig, WindowConfig
-from .features import Windows, WindowTokenizer
+from .features import ContextCache, Windows, WindowTokenizer
 from .inputs import check_texts
 from .manifest import Manifest, sha256_file
 from .overlap import overlapped
@@ -34,8 +34,8 @@ STAGES = ("tokenize", "bucket", "run", "decode")
 # On CPU a model call of about four full windows runs faster per window than bigger ones (activations stay
 # in cache; measured +7-10% at batch 32 on the mBERT shape, benchmarks/results/); CUDA wants whole batches.
 CPU_WINDOWS_PER_CALL = 4
-TOKENIZE_CHUNK_BATCHES = 4  # answer_batch tokenizes this many batches' worth of questions at a time (early first call)
-STREAM_CHUNK_BATCHES = 16  # answer_stream answers this many batches' worth of questions together (length bucketing)
+TOKENIZE_CHUNK_BATCHES = 4  # answer_batch tokenizes up to this many batches' worth of questions at a time
+STREAM_CHUNK_BATCHES = 16  # answer_stream answers up to this many batches' worth of questions together (bucketing)
 
 
 @dataclass(frozen=True)
@@ -87,6 +87,15 @@ def _unpack(block: list[Any], first: int) -> tuple[list[str], list[str]]:
     check_texts("question", questions, first)
     check_texts("context", contexts, first)
     return questions, contexts
+
+
+def chunk_sizes(batch_size: int, most_batches: int) -> Iterator[int]:
+    """Questions per tokenized chunk: one batch, then twice as many each time up to `most_batches` batches, so the
+    first model call starts after one batch is cut and later chunks are big enough to bucket by length."""
+    batches = 1
+    while True:
+        yield batches * batch_size
+        batches = min(2 * batches, most_batches)
 
 
 @contextmanager
@@ -197,20 +206,21 @@ class QAEngine:
     ) -> Iterator[AnswerResult]:
         """Answer (question, context) pairs or {"question", "context"} dicts from any iterable, lazily, in input order.
 
-        `chunk_size` questions at a time (default STREAM_CHUNK_BATCHES x batch_size) are read and answered together,
-        so memory stays bounded however long the input is; the other arguments are answer_batch's.
+        `chunk_size` questions at a time are read and answered together, so memory stays bounded however long the
+        input is (default: one batch, then doubling up to STREAM_CHUNK_BATCHES batches); the other arguments are
+        answer_batch's.
         """
         if isinstance(pairs, (str, Mapping)):
             raise ValueError("pairs must be an iterable of (question, context) pairs or dicts; use answer() for one")
-        batch_size = batch_size or self.settings.batch_size
-        chunk = chunk_size or STREAM_CHUNK_BATCHES * batch_size
-        if chunk < 1:
+        if chunk_size is not None and chunk_size < 1:
             raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
+        batch_size = batch_size or self.settings.batch_size
+        sizes = itertools.repeat(chunk_size) if chunk_size else chunk_sizes(batch_size, STREAM_CHUNK_BATCHES)
         decode = self._decode(top_k, max_answer_length, handle_impossible_answer)
 
         def blocks() -> Iterator[tuple[int, list[str], list[str]]]:
             items, done = iter(pairs), 0
-            while block := list(itertools.islice(items, chunk)):
+            while block := list(itertools.islice(items, next(sizes))):
                 yield (done, *_unpack(block, done))
                 done += len(block)
 
@@ -241,9 +251,16 @@ class QAEngine:
         check_texts("context", contexts)
         decode = self._decode(top_k, max_answer_length, handle_impossible_answer)
         batch_size = batch_size or self.settings.batch_size
-        chunk = TOKENIZE_CHUNK_BATCHES * batch_size  # the first model call starts after one chunk is cut
-        blocks = ((lo, questions[lo : lo + chunk], contexts[lo : lo + chunk]) for lo in range(0, len(questions), chunk))
-        return [answer for answers in self._answers(blocks, batch_size, decode, profile) for answer in answers]
+
+        def blocks() -> Iterator[tuple[int, list[str], list[str]]]:
+            lo = 0
+            for size in chunk_sizes(batch_size, TOKENIZE_CHUNK_BATCHES):
+                if lo >= len(questions):
+                    return
+                yield lo, questions[lo : lo + size], contexts[lo : lo + size]
+                lo += size
+
+        return [answer for answers in self._answers(blocks(), batch_size, decode, profile) for answer in answers]
 
     def _decode(self, top_k: int | None, max_answer_length: int | None,
                 handle_impossible_answer: bool | None) -> DecodeConfig:
@@ -258,18 +275,26 @@ class QAEngine:
     def _answers(self, blocks: Iterable[tuple[int, list[str], list[str]]], batch_size: int, decode: DecodeConfig,
                  profile: dict[str, float] | None) -> Iterator[list[AnswerResult]]:
         """Each block's answers, in order, as soon as its last model call is decoded. Blocks are (position of the
-        first pair, questions, contexts); their length-bucketed calls run through one pipeline (overlapped with
-        host work where that pays), so the next block is cut while the model runs the previous one."""
+        first pair, questions, contexts), tokenized with one context cache (a context shared by blocks is encoded
+        once); their length-bucketed calls run through one pipeline. Where overlap pays (CUDA), three threads
+        work at once: the next block is tokenized, the model runs a call, and the caller builds the next feed
+        and decodes the previous logits."""
         shapes, budget = self.settings.shapes(batch_size), self.settings.budget(batch_size)
+        overlap, cache = self.settings.overlaps(), ContextCache()
 
-        def calls() -> Iterator[tuple[_Chunk, np.ndarray, int]]:
-            for first, questions, contexts in blocks:
-                with _timed(profile, "tokenize"):
-                    part = _Chunk(self.tokenizer.windows(questions, contexts, first), contexts, decode)
-                plan = list(plan_batches(part.windows.lengths, batch_size, budget, shapes))
-                part.calls_left = len(plan)
-                for rows, width in plan:
-                    yield part, rows, width
+        def tokenize(block: tuple[int, list[str], list[str]]) -> _Chunk:
+            first, questions, contexts = block
+            with _timed(profile, "tokenize"):
+                return _Chunk(self.tokenizer.windows(questions, contexts, first, cache), contexts, decode)
+
+        def calls() -> Generator[tuple[_Chunk, np.ndarray, int], None, None]:
+            # with overlap, the next block is tokenized on its own thread while this one's calls run
+            with closing(overlapped(blocks, lambda block: block, tokenize, overlap, "qa-engine-tokenize")) as parts:
+                for _, part in parts:
+                    plan = list(plan_batches(part.windows.lengths, batch_size, budget, shapes))
+                    part.calls_left = len(plan)
+                    for rows, width in plan:
+                        yield part, rows, width
 
         def prepare(call: tuple[_Chunk, np.ndarray, int]) -> dict[str, np.ndarray]:
             with _timed(profile, "bucket"):
@@ -280,12 +305,13 @@ class QAEngine:
             with _timed(profile, "run"):
                 return self.runner.run(feed)
 
-        for (part, rows, _), (start_logits, end_logits) in overlapped(calls(), prepare, run, self.settings.overlaps()):
-            with _timed(profile, "decode"):
-                part.add(rows, start_logits, end_logits)
-                answers = part.answers() if part.calls_left == 0 else None
-            if answers is not None:
-                yield answers
+        with closing(calls()) as cuts:
+            for (part, rows, _), (start_logits, end_logits) in overlapped(cuts, prepare, run, overlap):
+                with _timed(profile, "decode"):
+                    part.add(rows, start_logits, end_logits)
+                    answers = part.answers() if part.calls_left == 0 else None
+                if answers is not None:
+                    yield answers
 
     def warmup(self, batch_sizes: Sequence[int] | None = None) -> float:
         """Run each model-call width once at batch 1 and at the batch size (or at `batch_sizes`), so that no request

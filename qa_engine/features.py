@@ -7,6 +7,7 @@ reconfigured, so one instance is safe to share between threads.
 """
 from __future__ import annotations
 
+from collections import OrderedDict
 from dataclasses import dataclass
 from itertools import chain
 from pathlib import Path
@@ -151,6 +152,48 @@ class _Flat:
         )
         return cls(ids, offsets, np.cumsum(length) - length, length)
 
+    def parts(self) -> list[tuple[np.ndarray, np.ndarray]]:
+        """Each encoding's (ids, offsets), as views into the flat arrays."""
+        cuts = self.first[1:]
+        return list(zip(np.split(self.ids, cuts), np.split(self.offsets, cuts)))
+
+    @classmethod
+    def join(cls, parts: Sequence[tuple[np.ndarray, np.ndarray]]) -> "_Flat":
+        length = np.fromiter((len(ids) for ids, _ in parts), dtype=np.int64, count=len(parts))
+        ids = np.concatenate([ids for ids, _ in parts]) if parts else np.zeros(0, dtype=np.int64)
+        offsets = np.concatenate([o for _, o in parts]) if parts else np.zeros((0, 2), dtype=np.int32)
+        return cls(ids, offsets, np.cumsum(length) - length, length)
+
+
+class ContextCache:
+    """Encoded contexts (ids and offsets) kept between `windows` calls, least recently used dropped past
+    `max_tokens`: the chunks of one answer_batch or answer_stream call then encode each context once.
+
+    Not thread-safe: one call's chunks are tokenized one after another."""
+
+    def __init__(self, max_tokens: int = 1 << 21):
+        self.max_tokens = max_tokens
+        self.tokens = 0
+        self._parts: OrderedDict[str, tuple[np.ndarray, np.ndarray]] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._parts)
+
+    def get(self, context: str) -> tuple[np.ndarray, np.ndarray] | None:
+        part = self._parts.get(context)
+        if part is not None:
+            self._parts.move_to_end(context)
+        return part
+
+    def put(self, context: str, part: tuple[np.ndarray, np.ndarray]) -> None:
+        if context in self._parts:
+            return
+        self._parts[context] = part
+        self.tokens += len(part[0])
+        while self.tokens > self.max_tokens and self._parts:
+            _, (ids, _) = self._parts.popitem(last=False)
+            self.tokens -= len(ids)
+
 
 class WindowTokenizer:
     """Turns (question, context) pairs into `Windows` with one Rust tokenizer and fixed window settings."""
@@ -179,22 +222,24 @@ class WindowTokenizer:
 
     def question_fits(self, questions: Sequence[str]) -> np.ndarray:
         """Per question, whether it is short enough to get windows (`windows` refuses the others)."""
-        encoded = self.tokenizer.encode_batch(list(questions), add_special_tokens=False)
+        encoded = self.tokenizer.encode_batch_fast(list(questions), add_special_tokens=False)
         limit = self.max_question_tokens()
         return np.fromiter((len(e.ids) <= limit for e in encoded), dtype=bool, count=len(encoded))
 
-    def windows(self, questions: Sequence[str], contexts: Sequence[str], first: int = 0) -> Windows:
+    def windows(self, questions: Sequence[str], contexts: Sequence[str], first: int = 0,
+                cache: ContextCache | None = None) -> Windows:
         """All windows of all pairs; raises ValueError naming the pair when a question is too long (numbered from
         `first`: the position of questions[0] in the caller's input).
 
-        Each unique context and each question is encoded once by Rust; the windows are then cut and framed
-        with array operations over all pairs at once (no loop over windows or rows)."""
+        Each unique context (not already in `cache`) and each question is encoded once by Rust; the windows are
+        then cut and framed with array operations over all pairs at once (no loop over windows or rows)."""
         if len(questions) != len(contexts):
             raise ValueError(f"{len(questions)} questions but {len(contexts)} contexts")
         cfg = self.config
         unique = {c: i for i, c in enumerate(dict.fromkeys(contexts))}
-        ctx = _Flat.of(self.tokenizer.encode_batch(list(unique), add_special_tokens=False), with_offsets=True)
-        qst = _Flat.of(self.tokenizer.encode_batch(list(questions), add_special_tokens=False), with_offsets=False)
+        ctx = self._contexts(list(unique), cache)
+        # questions need no offsets: the fast encoder skips computing them
+        qst = _Flat.of(self.tokenizer.encode_batch_fast(list(questions), add_special_tokens=False), with_offsets=False)
         limit = self.max_question_tokens()
         too_long = np.flatnonzero(qst.length > limit)
         if len(too_long):
@@ -210,6 +255,19 @@ class WindowTokenizer:
         chunk_start = _ragged_arange(counts) * (budgets - cfg.doc_stride)[pair]
         chunk_len = np.minimum(budgets[pair], ctx.length[pair_ctx[pair]] - chunk_start)
         return self._assemble(qst, ctx, pair, ctx.first[pair_ctx[pair]] + chunk_start, chunk_len)
+
+    def _contexts(self, unique: list[str], cache: ContextCache | None) -> _Flat:
+        """The unique contexts' tokens end to end, encoding only those the cache does not hold."""
+        if cache is None:
+            return _Flat.of(self.tokenizer.encode_batch(unique, add_special_tokens=False), with_offsets=True)
+        parts = {c: part for c in unique if (part := cache.get(c)) is not None}
+        missing = [c for c in unique if c not in parts]
+        if missing:
+            new = _Flat.of(self.tokenizer.encode_batch(missing, add_special_tokens=False), with_offsets=True)
+            for context, part in zip(missing, new.parts()):
+                parts[context] = part
+                cache.put(context, part)
+        return _Flat.join([parts[c] for c in unique])
 
     def _assemble(self, qst: _Flat, ctx: _Flat, pair: np.ndarray, chunk_first: np.ndarray,
                   chunk_len: np.ndarray) -> Windows:

@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from itertools import chain, islice
-from typing import Callable, Iterable, Iterator, TypeVar
+from typing import Callable, Generator, Iterable, TypeVar
 
 T = TypeVar("T")
 F = TypeVar("F")
@@ -16,15 +16,17 @@ R = TypeVar("R")
 
 
 def overlapped(
-    items: Iterable[T], prepare: Callable[[T], F], run: Callable[[F], R], overlap: bool = True
-) -> Iterator[tuple[T, R]]:
+    items: Iterable[T], prepare: Callable[[T], F], run: Callable[[F], R], overlap: bool = True,
+    worker: str = "qa-engine-run",
+) -> Generator[tuple[T, R], None, None]:
     """(item, run(prepare(item))) for every item, in order, lazily.
 
     With `overlap`, `run` goes to one worker thread and at most two items are in flight: while item k runs, the
     caller's thread draws and prepares item k+1, then gets item k back to finish it. The first exception from any
     stage (or from the consumer, which closes this generator) stops the pipeline after the worker has stopped:
     queued runs are cancelled and a running one is waited for, so nothing is left running. Without `overlap`,
-    or for a single item, everything runs on the caller's thread and no item is drawn before it is needed."""
+    or for a single item, everything runs on the caller's thread and no item is drawn before it is needed.
+    `worker` names the worker thread."""
     it = iter(items)
     if not overlap:
         for item in it:
@@ -36,7 +38,7 @@ def overlapped(
             yield item, run(prepare(item))
         return
     pending: deque[tuple[T, Future[R]]] = deque()
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="qa-engine-run") as pool:
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix=worker) as pool:
         try:
             for item in chain(head, it):
                 pending.append((item, pool.submit(run, prepare(item))))

@@ -1,6 +1,7 @@
 """The CUDA path's host logic, run on the CPU provider: fixed shapes, warm-up, chunked tokenization, overlap."""
 from __future__ import annotations
 
+import copy
 import threading
 from dataclasses import replace
 
@@ -134,9 +135,9 @@ def test_large_calls_tokenize_in_chunks_and_start_the_model_early(cpu_engine, pa
     monkeypatch.setattr(cpu_engine.tokenizer, "windows", lambda *a: events.append("tokenize") or real_windows(*a))
     real_run = runtime.run
     monkeypatch.setattr(runtime, "run", lambda s, f, d: events.append("run") or real_run(s, f, d))
-    got = cpu_engine.answer_batch(questions, contexts, batch_size=2)  # chunks of 8 questions
+    got = cpu_engine.answer_batch(questions, contexts, batch_size=2)  # chunks of 2, 4, then 8 questions
     assert same_answers(got, want)  # chunk boundaries change no span (fp32: no batch-dependent quantization)
-    assert events.count("tokenize") == -(-len(questions) // 8)
+    assert len(questions) == 46 and events.count("tokenize") == 7  # 2 + 4 + 5 x 8
     assert events.index("run") < events.index("tokenize", 1)  # the first call ran before the second chunk was cut
 
 
@@ -153,7 +154,7 @@ def test_a_too_long_question_is_named_by_its_position_in_the_whole_call(cpu_engi
     questions = list(questions[:20])
     questions[13] = "아주 긴 질문 " * 200
     with pytest.raises(ValueError, match="question 13 is too long"):
-        cpu_engine.answer_batch(questions, contexts[:20], batch_size=2)  # chunks of 8: the 6th of the 2nd chunk
+        cpu_engine.answer_batch(questions, contexts[:20], batch_size=2)  # chunks of 2, 4, 8: in the 3rd
 
 
 def test_a_stream_runs_as_one_pipeline_across_its_chunks(cpu_engine, pairs, calls):
@@ -164,3 +165,68 @@ def test_a_stream_runs_as_one_pipeline_across_its_chunks(cpu_engine, pairs, call
     got = list(cuda.answer_stream(zip(questions, contexts), batch_size=4, chunk_size=8))
     assert same_answers(got, want)
     assert threading.current_thread().name not in {t for _, _, t in calls}
+
+
+class RecordingTokenizer:
+    """The Rust tokenizer, recording each context encode_batch gets and the thread it runs on (questions go through
+    encode_batch_fast)."""
+
+    def __init__(self, inner):
+        self.inner, self.contexts, self.threads = inner, [], set()
+
+    def encode_batch(self, texts, **kwargs):
+        self.contexts.extend(texts)
+        self.threads.add(threading.current_thread().name)
+        return self.inner.encode_batch(texts, **kwargs)
+
+    def __getattr__(self, name):
+        return getattr(self.inner, name)
+
+
+def recording(engine: QAEngine) -> tuple[QAEngine, RecordingTokenizer]:
+    tokenizer = copy.copy(engine.tokenizer)
+    tokenizer.tokenizer = recorder = RecordingTokenizer(engine.tokenizer.tokenizer)
+    return QAEngine(engine.runner, tokenizer, engine.settings), recorder
+
+
+def workers() -> list[str]:
+    return [t.name for t in threading.enumerate() if t.name.startswith("qa-engine-")]
+
+
+@pytest.mark.parametrize("cuda", [False, True])
+def test_a_context_is_encoded_once_per_call_however_many_chunks_share_it(cpu_engine, pairs, cuda):
+    questions, contexts = pairs
+    engine, recorder = recording(as_cuda(cpu_engine) if cuda else cpu_engine)
+    want = cpu_engine.answer_batch(questions, contexts, batch_size=4)
+    got = engine.answer_batch(questions * 3, contexts * 3, batch_size=4)  # chunks of 4, 8, 16, 16, ... questions
+    assert same_answers(got, want * 3)
+    assert sorted(recorder.contexts) == sorted(set(contexts))
+    recorder.contexts.clear()
+    assert same_answers(list(engine.answer_stream(zip(questions * 3, contexts * 3), batch_size=4)), want * 3)
+    assert sorted(recorder.contexts) == sorted(set(contexts))
+
+
+def test_with_overlap_the_next_chunk_is_tokenized_on_its_own_thread(cpu_engine, pairs):
+    questions, contexts = pairs
+    serial, serial_tokens = recording(cpu_engine)
+    serial.answer_batch(questions, contexts, batch_size=2)
+    assert serial_tokens.threads == {threading.current_thread().name}
+    overlapping, tokens = recording(as_cuda(cpu_engine))
+    assert same_answers(overlapping.answer_batch(questions, contexts, batch_size=2),
+                        serial.answer_batch(questions, contexts, batch_size=2))
+    assert len(tokens.threads) == 1 and next(iter(tokens.threads)).startswith("qa-engine-tokenize")
+    assert workers() == []  # both pipeline threads are gone once the call returns
+
+
+def test_a_failing_later_chunk_raises_with_no_thread_left_running(cpu_engine, pairs):
+    questions, contexts = pairs
+    questions = list(questions)
+    questions[30] = "아주 긴 질문 " * 200
+    cuda = as_cuda(cpu_engine)
+    with pytest.raises(ValueError, match="question 30 is too long"):
+        cuda.answer_batch(questions, contexts, batch_size=2)  # chunks of 2, 4, 8, 8, 8: in the 5th
+    assert workers() == []
+    stream = cuda.answer_stream(zip(questions, contexts), batch_size=2)
+    assert len([next(stream) for _ in range(3)]) == 3  # the stream is left open mid-way ...
+    stream.close()  # ... and closed: its threads stop
+    assert workers() == []

@@ -55,13 +55,19 @@ def test_answer_stream_is_lazy_ordered_and_bounded(engine: QAEngine, pairs: list
     assert [(g["answer"], g["start"], g["end"]) for g in got] == [(w["answer"], w["start"], w["end"]) for w in want]
 
 
-def test_answer_stream_default_chunk_is_a_multiple_of_the_batch(engine: QAEngine,
-                                                                pairs: list[tuple[str, str]]) -> None:
+def test_answer_stream_default_chunks_start_at_one_batch_and_double(engine: QAEngine,
+                                                                    pairs: list[tuple[str, str]]) -> None:
     from qa_engine.engine import STREAM_CHUNK_BATCHES
 
-    source = Counted(pairs * 2)
-    next(engine.answer_stream(source, batch_size=3))
-    assert source.taken == STREAM_CHUNK_BATCHES * 3
+    source = Counted(pairs * 8)
+    reads, last = [], 0
+    for _ in engine.answer_stream(source, batch_size=3):
+        if source.taken != last:
+            reads.append(source.taken - last)
+            last = source.taken
+    most = STREAM_CHUNK_BATCHES * 3
+    assert reads[:6] == [3, 6, 12, 24, 48, most][:6] and most == 48  # the first answer waits for one batch only
+    assert set(reads[4:-1]) == {most} and sum(reads) == len(pairs) * 8
 
 
 def test_answer_stream_names_the_bad_pair_after_answering_the_ones_before(engine: QAEngine) -> None:
@@ -106,6 +112,6 @@ def test_batch_command_streams_a_file_in_input_order(random_artifact: Path, engi
                  "--batch-size", "2", "--input", str(source), "--output", str(out)]) == 0
     rows = [json.loads(line) for line in out.read_text(encoding="utf-8").splitlines()]
     want = engine.answer_batch([q for q, _ in pairs], [c for _, c in pairs])
-    assert [r["id"] for r in rows] == [f"q{i}" for i in range(len(pairs))]  # 40 questions: chunks of 32 and 8
+    assert [r["id"] for r in rows] == [f"q{i}" for i in range(len(pairs))]
     assert [(r["answer"], r["start"], r["end"]) for r in rows] == [(w["answer"], w["start"], w["end"]) for w in want]
     assert all("top_k" not in r for r in rows)

@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 from tokenizers import Tokenizer
 
 from qa_engine.config import WindowConfig
-from qa_engine.features import PairTemplate, Windows, WindowTokenizer, window_counts
+from qa_engine.features import ContextCache, PairTemplate, Windows, WindowTokenizer, window_counts
 
 CORPUS = ["철수는 서울에 삽니다.", "고양이가 의자에 앉습니다.", "영희는 2019년 3월 5일에 부산으로 이사했다.",
           "Apple은 1976년에 설립되었다.", "학생 300명이 도서관에서 책 12권을 읽었다."]
@@ -96,6 +96,8 @@ class FakeTokenizer:
             out.append(FakeEncoding(ids, list(zip(starts.tolist(), (starts + widths).tolist()))))
         return out
 
+    encode_batch_fast = encode_batch
+
 
 @pytest.fixture(scope="module")
 def wordpiece() -> Tokenizer:
@@ -135,6 +137,38 @@ def test_any_token_sequences_give_the_reference_windows(wordpiece, template, max
     questions = [f"Q{n}" for n in q_lens]
     contexts = [f"C{c_len}:{seed % 5}" for _, seed, c_len in pairs]
     assert_same(wt.windows(questions, contexts), reference_windows(wt, questions, contexts))
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    pairs=st.lists(st.tuples(st.integers(0, 6), st.integers(0, 4), st.integers(0, 120)), min_size=1, max_size=10),
+    split=st.integers(0, 10),
+    max_tokens=st.integers(0, 300),
+)
+def test_a_context_cache_shared_by_calls_changes_no_window(wordpiece, pairs, split, max_tokens):
+    wt = WindowTokenizer(Tokenizer.from_str(wordpiece.to_str()), WindowConfig(48, 8))
+    wt.tokenizer = FakeTokenizer()
+    questions = [f"Q{n}" for n, _, _ in pairs]
+    contexts = [f"C{c_len}:{seed}" for _, seed, c_len in pairs]
+    cache = ContextCache(max_tokens)  # small enough to evict, so hits, misses and evictions all occur
+    for lo, hi in [(0, split), (split, len(pairs)), (0, len(pairs))]:
+        if lo < hi:
+            want = reference_windows(wt, questions[lo:hi], contexts[lo:hi])
+            assert_same(wt.windows(questions[lo:hi], contexts[lo:hi], cache=cache), want)
+        assert cache.tokens <= max_tokens
+
+
+def test_context_cache_drops_the_least_recently_used_context_first():
+    cache = ContextCache(max_tokens=5)
+    part = lambda n: (np.zeros(n, dtype=np.int64), np.zeros((n, 2), dtype=np.int32))  # noqa: E731
+    cache.put("a", part(2))
+    cache.put("b", part(2))
+    assert cache.get("a") is not None  # a is now the most recently used
+    cache.put("c", part(2))
+    assert (cache.get("b"), len(cache), cache.tokens) == (None, 2, 4)
+    assert cache.get("a") is not None and cache.get("c") is not None
+    cache.put("big", part(9))  # larger than the whole cache: kept by nobody
+    assert (len(cache), cache.tokens) == (0, 0)
 
 
 @settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
