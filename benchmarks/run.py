@@ -22,6 +22,7 @@ from qa_engine.manifest import installed_versions
 from . import analysis
 from .decoder import decoder_benchmark
 from .hardware import cpu_info, cuda_peaks, gemm_peaks, gpu_info
+from .host import host_benchmark
 from .models import PreparedModel, checkpoint_model, digest, speed_model, tiny_bert_checkpoint, tiny_dir
 from .ort_profile import profile_engine
 from .systems import SYSTEMS, systems_for
@@ -262,8 +263,9 @@ def run(cfg: BenchConfig, progress: bool = True) -> dict:
     peaks_end = _peaks(cfg)
     peaks = {k: max(peaks_start[k], peaks_end[k]) for k in peaks_start}
     decoder = decoder_benchmark(speed.checkpoint, sample(examples, DECODER_QUESTIONS, cfg.seed, cfg.data))
-    windows = windows_benchmark(speed.checkpoint / "tokenizer.json",
-                                sample(examples, WINDOW_QUESTIONS, cfg.seed, cfg.data))
+    host_work = sample(examples, WINDOW_QUESTIONS, cfg.seed, cfg.data)
+    windows = windows_benchmark(speed.checkpoint / "tokenizer.json", host_work)
+    host = host_benchmark(speed.checkpoint / "tokenizer.json", host_work)
     profiles = {p: profile_engine(speed.artifact, p, work.head(PROFILE_QUESTIONS), speed.shape, cfg.target_batch)
                 for p in ("int8", "fp32") if f"engine-{p}" in cfg.systems}
 
@@ -306,6 +308,7 @@ def run(cfg: BenchConfig, progress: bool = True) -> dict:
         "speed_model_agreement": speed_agreement,
         "decoder": decoder,
         "windows": windows,
+        "host": host,
         "ort_profile": profiles,
         **({"concurrency": concurrency} if cfg.device == "cuda" else {}),
         "targets": targets,

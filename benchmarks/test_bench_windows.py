@@ -25,6 +25,6 @@ def test_rust_encode_only(benchmark, tokenizer_dir, pairs):
 
     def encode() -> int:
         return len(wt.tokenizer.encode_batch(unique, add_special_tokens=False)) + len(
-            wt.tokenizer.encode_batch(questions, add_special_tokens=False))
+            wt.tokenizer.encode_batch_fast(questions, add_special_tokens=False))
 
     assert benchmark(encode) == len(unique) + len(questions)

@@ -513,6 +513,7 @@ def test_cuda_run_wires_jobs_into_one_report(monkeypatch, tmp_path):
     monkeypatch.setattr(run_module, "sample", lambda *a: work)
     monkeypatch.setattr(run_module, "decoder_benchmark", lambda *a: None)
     monkeypatch.setattr(run_module, "windows_benchmark", lambda *a: None)
+    monkeypatch.setattr(run_module, "host_benchmark", lambda *a: None)
     monkeypatch.setattr(run_module, "_token_stats", lambda *a: {"windows": 50, "real_tokens_per_window": 300.0})
     cfg = BenchConfig(data="x", out=tmp_path / "out", workdir=tmp_path / "work", device="cuda", questions=40,
                       batch_sizes=(1, 256), target_batch=256, repeats=1, accuracy_questions=10, clients=8)

@@ -241,3 +241,49 @@ def test_run_dir_keeps_finished_jobs_only_when_resuming(tmp_path):
                                 repeats=3), work, model, model)
     assert other != first and not any(other.iterdir())
     assert run_dir(cfg, work, model, model) == first and not any(first.iterdir())
+
+
+def test_sleep_runner_waits_per_padded_token_and_returns_logits_of_the_feed_shape():
+    import time
+
+    from qa_engine.benchmarks.host import SleepRunner
+
+    runner = SleepRunner(seconds_per_token=1e-5)
+    t0 = time.perf_counter()
+    for rows, width in ((4, 64), (2, 128), (4, 64)):
+        start, end = runner.run({"input_ids": np.zeros((rows, width), dtype=np.int64)})
+        assert start.shape == end.shape == (rows, width) and start.dtype == np.float32
+    assert runner.slept == pytest.approx(3 * 256 * 1e-5)
+    assert time.perf_counter() - t0 >= runner.slept
+
+
+def test_host_benchmark_measures_the_engine_beside_an_instant_and_a_simulated_model(random_artifact):
+    from qa_engine.benchmarks.host import host_benchmark
+    from qa_engine.benchmarks.workload import Workload
+    from tests.fixtures import qa_pairs
+
+    triples = qa_pairs(24, seed=3)
+    work = Workload("x", 0, tuple(f"q{i}" for i in range(24)), tuple(q for q, _, _ in triples),
+                    tuple(c for _, c, _ in triples), {})
+    result = host_benchmark(random_artifact / "tokenizer.json", work, batch_size=4, seconds_per_token=2e-6,
+                            repeats=1)
+    runs = {(r["model"], r["overlap"]): r for r in result["runs"]}
+    assert set(runs) == {(m, o) for m in ("instant", "simulated") for o in (False, True)}
+    assert runs["instant", False]["model_s"] == 0 and runs["simulated", True]["model_s"] > 0
+    for r in result["runs"]:
+        assert r["host_s"] == pytest.approx(sum(v for k, v in r["stages_s"].items() if k != "run"))
+        assert r["qps"] == pytest.approx(24 / r["wall_s"])
+    for model in ("instant", "simulated"):  # one after another, the stages fit inside the wall time
+        assert runs[model, False]["efficiency"] <= 1.0
+    serial = runs["simulated", False]
+    assert serial["wall_s"] >= serial["model_s"] + serial["stages_s"]["tokenize"]
+
+
+def test_report_shows_the_host_pipeline_section(fake_result):
+    run = {"wall_s": 0.5, "model_s": 0.4, "host_s": 0.3, "qps": 4096.0, "bound_s": 0.4, "efficiency": 0.8,
+           "stages_s": {"tokenize": 0.25, "bucket": 0.01, "run": 0.41, "decode": 0.04}}
+    fake_result["host"] = {"questions": 2048, "batch_size": 256, "seconds_per_token": 2.29e-7,
+                           "runs": [{"model": "simulated", "overlap": True, **run}]}
+    md = render_markdown(fake_result)
+    assert "## Host pipeline against a simulated GPU" in md and "229 ns per padded token" in md
+    assert "| simulated | on | 4,096 | 500 | 400 | 300 | 250 | 10 | 40 | 80% |" in md

@@ -135,9 +135,9 @@ def test_large_calls_tokenize_in_chunks_and_start_the_model_early(cpu_engine, pa
     monkeypatch.setattr(cpu_engine.tokenizer, "windows", lambda *a: events.append("tokenize") or real_windows(*a))
     real_run = runtime.run
     monkeypatch.setattr(runtime, "run", lambda s, f, d: events.append("run") or real_run(s, f, d))
-    got = cpu_engine.answer_batch(questions, contexts, batch_size=2)  # chunks of 2, 4, then 8 questions
+    got = cpu_engine.answer_batch(questions, contexts, batch_size=2)  # chunks of 2, 4, 8, 16, 16 questions
     assert same_answers(got, want)  # chunk boundaries change no span (fp32: no batch-dependent quantization)
-    assert len(questions) == 46 and events.count("tokenize") == 7  # 2 + 4 + 5 x 8
+    assert len(questions) == 46 and events.count("tokenize") == 5
     assert events.index("run") < events.index("tokenize", 1)  # the first call ran before the second chunk was cut
 
 
@@ -198,7 +198,7 @@ def test_a_context_is_encoded_once_per_call_however_many_chunks_share_it(cpu_eng
     questions, contexts = pairs
     engine, recorder = recording(as_cuda(cpu_engine) if cuda else cpu_engine)
     want = cpu_engine.answer_batch(questions, contexts, batch_size=4)
-    got = engine.answer_batch(questions * 3, contexts * 3, batch_size=4)  # chunks of 4, 8, 16, 16, ... questions
+    got = engine.answer_batch(questions * 3, contexts * 3, batch_size=4)  # several chunks
     assert same_answers(got, want * 3)
     assert sorted(recorder.contexts) == sorted(set(contexts))
     recorder.contexts.clear()
@@ -218,13 +218,23 @@ def test_with_overlap_the_next_chunk_is_tokenized_on_its_own_thread(cpu_engine, 
     assert workers() == []  # both pipeline threads are gone once the call returns
 
 
+def test_chunks_ramp_up_to_a_device_chosen_size(cpu_engine):
+    from itertools import islice
+
+    from qa_engine.engine import OVERLAP_CHUNK_BATCHES, SERIAL_CHUNK_BATCHES
+
+    assert (OVERLAP_CHUNK_BATCHES, SERIAL_CHUNK_BATCHES) == (2, 16)
+    assert list(islice(cpu_engine.chunk_sizes(3), 7)) == [3, 6, 12, 24, 48, 48, 48]
+    assert list(islice(as_cuda(cpu_engine).chunk_sizes(3), 4)) == [3, 6, 6, 6]
+
+
 def test_a_failing_later_chunk_raises_with_no_thread_left_running(cpu_engine, pairs):
     questions, contexts = pairs
     questions = list(questions)
     questions[30] = "아주 긴 질문 " * 200
     cuda = as_cuda(cpu_engine)
     with pytest.raises(ValueError, match="question 30 is too long"):
-        cuda.answer_batch(questions, contexts, batch_size=2)  # chunks of 2, 4, 8, 8, 8: in the 5th
+        cuda.answer_batch(questions, contexts, batch_size=2)  # chunks of 2, then 4: in the 9th
     assert workers() == []
     stream = cuda.answer_stream(zip(questions, contexts), batch_size=2)
     assert len([next(stream) for _ in range(3)]) == 3  # the stream is left open mid-way ...

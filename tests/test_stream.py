@@ -57,7 +57,7 @@ def test_answer_stream_is_lazy_ordered_and_bounded(engine: QAEngine, pairs: list
 
 def test_answer_stream_default_chunks_start_at_one_batch_and_double(engine: QAEngine,
                                                                     pairs: list[tuple[str, str]]) -> None:
-    from qa_engine.engine import STREAM_CHUNK_BATCHES
+    from qa_engine.engine import SERIAL_CHUNK_BATCHES
 
     source = Counted(pairs * 8)
     reads, last = [], 0
@@ -65,7 +65,7 @@ def test_answer_stream_default_chunks_start_at_one_batch_and_double(engine: QAEn
         if source.taken != last:
             reads.append(source.taken - last)
             last = source.taken
-    most = STREAM_CHUNK_BATCHES * 3
+    most = SERIAL_CHUNK_BATCHES * 3
     assert reads[:6] == [3, 6, 12, 24, 48, most][:6] and most == 48  # the first answer waits for one batch only
     assert set(reads[4:-1]) == {most} and sum(reads) == len(pairs) * 8
 
