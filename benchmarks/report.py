@@ -228,7 +228,8 @@ def host_section(result: dict) -> list[str]:
             f"model that only waits, with the GIL released, {h['seconds_per_token'] * 1e9:.0f} ns per padded token "
             "(the fused fp16 mBERT-shape model on an H200: 22.5 ms per [256, 384] call), or not at all (instant). "
             "The host work runs on this machine's cores. The bound, max(host, model), is the least any pipeline "
-            "could take; the last column is how close the wall time comes to it.", "",
+            "could take; the last column is how close the wall time comes to it (with overlap the host stages run on "
+            "two threads at once, so their sum may exceed the wall time).", "",
             *_table(["model", "overlap", "q/s", "wall ms", "model ms", "host ms", "tokenize ms", "bucket ms",
                      "decode ms", "bound / wall"], rows)]
 
