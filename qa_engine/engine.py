@@ -285,6 +285,11 @@ class QAEngine:
         and decodes the previous logits."""
         shapes, budget = self.settings.shapes(batch_size), self.settings.budget(batch_size)
         overlap, cache = self.settings.overlaps(), ContextCache()
+        blocks = iter(blocks)
+        many = False
+        if overlap:  # a call of several blocks runs its first model call before the second block is cut
+            head = list(itertools.islice(blocks, 2))
+            blocks, many = itertools.chain(head, blocks), len(head) > 1
 
         def tokenize(block: tuple[int, list[str], list[str]]) -> _Chunk:
             first, questions, contexts = block
@@ -310,7 +315,7 @@ class QAEngine:
                 return self.runner.run(feed)
 
         with closing(calls()) as cuts:
-            for (part, rows, _), (start_logits, end_logits) in overlapped(cuts, prepare, run, overlap):
+            for (part, rows, _), (start_logits, end_logits) in overlapped(cuts, prepare, run, overlap, eager=many):
                 with _timed(profile, "decode"):
                     part.add(rows, start_logits, end_logits)
                     answers = part.answers() if part.calls_left == 0 else None

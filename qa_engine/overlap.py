@@ -17,7 +17,7 @@ R = TypeVar("R")
 
 def overlapped(
     items: Iterable[T], prepare: Callable[[T], F], run: Callable[[F], R], overlap: bool = True,
-    worker: str = "qa-engine-run",
+    worker: str = "qa-engine-run", eager: bool = False,
 ) -> Generator[tuple[T, R], None, None]:
     """(item, run(prepare(item))) for every item, in order, lazily.
 
@@ -26,21 +26,26 @@ def overlapped(
     stage (or from the consumer, which closes this generator) stops the pipeline after the worker has stopped:
     queued runs are cancelled and a running one is waited for, so nothing is left running. Without `overlap`,
     or for a single item, everything runs on the caller's thread and no item is drawn before it is needed.
-    `worker` names the worker thread."""
+
+    To find a single item the pipeline draws two before running the first. Where drawing the second may take long
+    (it waits for work of its own), `eager` runs the first item on the worker before the second is drawn, at the
+    price of a worker thread even for a single item. `worker` names the worker thread."""
     it = iter(items)
     if not overlap:
         for item in it:
             yield item, run(prepare(item))
         return
-    head = list(islice(it, 2))
-    if len(head) < 2:
-        for item in head:
-            yield item, run(prepare(item))
-        return
+    if not eager:
+        head = list(islice(it, 2))
+        if len(head) < 2:
+            for item in head:
+                yield item, run(prepare(item))
+            return
+        it = chain(head, it)
     pending: deque[tuple[T, Future[R]]] = deque()
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix=worker) as pool:
         try:
-            for item in chain(head, it):
+            for item in it:
                 pending.append((item, pool.submit(run, prepare(item))))
                 if len(pending) == 2:
                     done, future = pending.popleft()

@@ -240,3 +240,29 @@ def test_a_failing_later_chunk_raises_with_no_thread_left_running(cpu_engine, pa
     assert len([next(stream) for _ in range(3)]) == 3  # the stream is left open mid-way ...
     stream.close()  # ... and closed: its threads stop
     assert workers() == []
+
+
+def test_a_first_chunk_of_one_model_call_runs_before_the_second_chunk_is_cut(cpu_engine, monkeypatch):
+    """Short contexts: the first chunk (one batch) is one model call. The model must not wait for the next chunk:
+    cutting the second chunk here waits until a model call has started (a stalled pipeline would time out)."""
+    triples = qa_pairs(16, seed=5)
+    questions, contexts = [q for q, _, _ in triples], [c for _, c, _ in triples]
+    cuda = as_cuda(cpu_engine)
+    started, cuts, waited = threading.Event(), [], []
+    real_windows, real_run = cuda.tokenizer.windows, runtime.run
+
+    def windows(*args):
+        cuts.append(len(args[0]))
+        if len(cuts) == 2:
+            waited.append(started.wait(timeout=10))
+        return real_windows(*args)
+
+    def run(session, feed, device):
+        started.set()
+        return real_run(session, feed, device)
+
+    monkeypatch.setattr(cuda.tokenizer, "windows", windows)
+    monkeypatch.setattr(runtime, "run", run)
+    got = cuda.answer_batch(questions, contexts, batch_size=4)
+    assert cuts[:2] == [4, 8] and waited == [True]
+    assert same_answers(got, cpu_engine.answer_batch(questions, contexts, batch_size=4))

@@ -137,3 +137,23 @@ def test_a_consumer_that_stops_early_leaves_nothing_running():
     assert next(stream) == (0, 0)
     stream.close()
     assert r.running == 0 and threading.active_count() == before
+
+
+def test_eager_runs_the_first_item_before_drawing_the_second():
+    started, waited, threads = threading.Event(), [], []
+
+    def items():
+        yield 0
+        waited.append(started.wait(timeout=10))  # drawing item 1 waits until item 0 runs: only eager gets past
+        yield 1
+
+    def run(item: int) -> int:
+        threads.append(threading.current_thread().name)
+        started.set()
+        return item * 10
+
+    assert list(pipeline(items(), lambda i: i, run, True, eager=True)) == [(0, 0), (1, 10)]
+    assert waited == [True] and threading.current_thread().name not in threads
+    threads.clear()
+    assert list(pipeline([7], lambda i: i, run, True, "eager-test", eager=True)) == [(7, 70)]
+    assert threads[0].startswith("eager-test")  # even a single item goes to the worker
