@@ -167,7 +167,8 @@ class _Flat:
 
 class ContextCache:
     """Encoded contexts (ids and offsets) kept between `windows` calls, least recently used dropped past
-    `max_tokens`: the chunks of one answer_batch or answer_stream call then encode each context once.
+    `max_tokens`: the chunks of one answer_batch or answer_stream call then encode each context once. It keeps
+    copies, not views into a chunk's arrays, so its memory is its own token count (16 bytes a token).
 
     Not thread-safe: one call's chunks are tokenized one after another."""
 
@@ -186,9 +187,9 @@ class ContextCache:
         return part
 
     def put(self, context: str, part: tuple[np.ndarray, np.ndarray]) -> None:
-        if context in self._parts:
+        if context in self._parts or len(part[0]) > self.max_tokens:
             return
-        self._parts[context] = part
+        self._parts[context] = (part[0].copy(), part[1].copy())
         self.tokens += len(part[0])
         while self.tokens > self.max_tokens and self._parts:
             _, (ids, _) = self._parts.popitem(last=False)

@@ -167,8 +167,13 @@ def test_context_cache_drops_the_least_recently_used_context_first():
     cache.put("c", part(2))
     assert (cache.get("b"), len(cache), cache.tokens) == (None, 2, 4)
     assert cache.get("a") is not None and cache.get("c") is not None
-    cache.put("big", part(9))  # larger than the whole cache: kept by nobody
-    assert (len(cache), cache.tokens) == (0, 0)
+    cache.put("big", part(9))  # larger than the whole cache: not kept, and nothing evicted for it
+    assert (cache.get("big"), len(cache), cache.tokens) == (None, 2, 4)
+    ids, offsets = np.arange(6, dtype=np.int64), np.zeros((6, 2), dtype=np.int32)
+    cache.put("view", (ids[:3], offsets[:3]))  # a view into a bigger array (a chunk's flat tokens) ...
+    kept = cache.get("view")
+    assert kept is not None and not np.shares_memory(kept[0], ids) and not np.shares_memory(kept[1], offsets)
+    assert kept[0].tolist() == [0, 1, 2]  # ... is kept as a copy, so the chunk's arrays can be freed
 
 
 @settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
