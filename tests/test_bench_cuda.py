@@ -406,6 +406,12 @@ def test_cuda_report_renders_every_gpu_section(gpu_result, tmp_path):
     assert "≥ 10,000 q/s" in md and "3,875 q/s" in md and "≤ 5.0 ms" in md and "81.0 ms" in md
     assert "same answer as HF fp32 (CUDA)" in md and "| qa-engine fp32 (CUDA) | 99.0% |" in md
     assert "GPU memory MB" in md and "| 0.40 |" in md and "onnxruntime profile" not in md
+    assert "## Host pipeline against a simulated GPU\n\n(host pipeline benchmark not run)" in md
+    run = {"wall_s": 0.2, "model_s": 0.19, "host_s": 0.1, "qps": 10240.0, "bound_s": 0.19, "efficiency": 0.95,
+           "stages_s": {"tokenize": 0.08, "bucket": 0.002, "run": 0.19, "decode": 0.018}}
+    gpu_result["host"] = {"questions": 2048, "batch_size": 256, "seconds_per_token": 2.29e-7,
+                          "runs": [{"model": "simulated", "overlap": True, **run}]}
+    assert "| simulated | on | 10,240 | 200 | 190 | 100 | 80 | 2 | 18 | 95% |" in render_markdown(gpu_result)
     assert "qa-engine fp16 (CUDA)" in console_table(gpu_result)
     write_report(gpu_result, tmp_path)
     assert json.loads((tmp_path / "report.json").read_text())["meta"]["device"] == "cuda"
