@@ -95,6 +95,9 @@ def test_overlap_on_cuda_runs_the_model_on_a_worker_thread(cpu_engine, pairs, ca
     assert cuda.settings.overlaps() and not cpu_engine.settings.overlaps()
     cuda.answer_batch(questions, contexts, batch_size=4)
     assert {t for _, _, t in calls} != {threading.current_thread().name}
+    calls.clear()
+    cuda.answer(questions[0], contexts[0])  # one question, one call: no thread is started for it
+    assert [t for _, _, t in calls] == [threading.current_thread().name] and workers() == []
 
 
 def test_overlap_can_be_chosen_on_cpu_and_gives_the_same_answers(cpu_engine, pairs, calls):
