@@ -252,6 +252,35 @@ def profile_section(result: dict, top: int = 8) -> list[str]:
     return lines or ["(not profiled)"]
 
 
+HF_SETTINGS = ("- HF pipelines run with `align_to_words=False` (qa-engine answers on token offsets too) and "
+               "max_answer_len 30, max_seq_len 384, doc_stride 128.")
+FLOPS_RULE = ("FLOPs = 2 · non-embedding params · tokens + 4 · L² · d per layer per window, on the tokens each system "
+              "really ran (padded) and on the real tokens only (unpadded)")
+
+
+def _speed_model_line(result: dict) -> str:
+    speed = result["models"]["speed"]
+    return (f"- Speed model: {speed['description']}; {speed.get('tokens_per_char') or 0:.3f} tokens per context "
+            "character. Throughput does not depend on weight values (dense kernels, same shapes), so random weights "
+            "time exactly what trained weights would.")
+
+
+def _host_sections(result: dict, suffix: str) -> list[str]:
+    """Decoder, window building and the simulated-GPU pipeline: the host-side sections both reports carry."""
+    return ["## Decoder micro-benchmark" + suffix, "", *decoder_section(result), "",
+            "## Window building" + suffix, "", *windows_section(result), "",
+            "## Host pipeline against a simulated GPU", "", *host_section(result), ""]
+
+
+def _closing_sections(result: dict) -> list[str]:
+    lines = []
+    if result.get("errors"):
+        lines += ["## Failed systems", "", *(f"- {k}: {v}" for k, v in result["errors"].items()), ""]
+    if result.get("notes"):
+        lines += ["## Notes", "", *(f"- {n}" for n in result["notes"]), ""]
+    return lines
+
+
 def render_cuda_markdown(result: dict) -> str:
     """The whole human report of a `--device cuda` run: the same sections as the CPU one where they apply, the GPU's
     matrix peaks, batch 1 from a fresh load in two passes, the stage split of overlapping stages, concurrency."""
@@ -267,10 +296,7 @@ def render_cuda_markdown(result: dict) -> str:
         f"- Workload: {m['questions']} questions from `{m['data']}` (seed {m['seed']}); batch 1 on the first "
         f"{m['latency_questions']}, twice, from a fresh load. {m['windows']} windows, "
         f"{m['real_tokens_per_window']:.0f} real tokens per window.",
-        f"- Speed model: {result['models']['speed']['description']}; "
-        f"{result['models']['speed'].get('tokens_per_char') or 0:.3f} tokens per context character. "
-        "Throughput does not depend on weight values (dense kernels, same shapes), so random weights time "
-        "exactly what trained weights would.",
+        _speed_model_line(result),
         f"- Accuracy model: {result['models']['accuracy']['description']}"
         + (f"; answers compared on the first {m['accuracy_questions']} questions." if m.get("accuracy_questions")
            else "."),
@@ -285,8 +311,7 @@ def render_cuda_markdown(result: dict) -> str:
             f"{m['repetitions']} repetitions with the system order reversed every other repetition; figures are "
             "the best repetition"
             + ("." if m.get("full_repeats") else f" (repetitions after the first re-measure batch {tb} only).")),
-        "- HF pipelines run with `align_to_words=False` (qa-engine answers on token offsets too) and "
-        "max_answer_len 30, max_seq_len 384, doc_stride 128.",
+        HF_SETTINGS,
         f"- Versions: {versions}.",
         "",
         "## Targets", "", *targets_section(result), "",
@@ -295,22 +320,15 @@ def render_cuda_markdown(result: dict) -> str:
         "## Latency, batch 1 from a fresh load (ms per question)", "", *latency_section(result), "",
         "![latency](latency.png)", "",
         f"## GPU share (batch {tb})", "",
-        "FLOPs = 2 · non-embedding params · tokens + 4 · L² · d per layer per window, on the tokens each system "
-        "really ran (padded) and on the real tokens only (unpadded); shares of the peak of the system's matrix math "
-        "and of the fp16 peak.", "",
+        FLOPS_RULE + "; shares of the peak of the system's matrix math and of the fp16 peak.", "",
         *efficiency_section(result), "",
         "## qa-engine stage split (share of the stages' sum)", "", *stages_section(result), "",
         "## Concurrent clients: micro-batcher against per-request calls", "", *concurrency_section(result),
         "## Answers and accuracy", "", *accuracy_section(result), "",
         "## Memory (fresh process per system)", "", *memory_section(result), "",
-        "## Decoder micro-benchmark (host)", "", *decoder_section(result), "",
-        "## Window building (host)", "", *windows_section(result), "",
-        "## Host pipeline against a simulated GPU", "", *host_section(result), "",
+        *_host_sections(result, " (host)"),
+        *_closing_sections(result),
     ]
-    if result.get("errors"):
-        lines += ["## Failed systems", "", *(f"- {k}: {v}" for k, v in result["errors"].items()), ""]
-    if result.get("notes"):
-        lines += ["## Notes", "", *(f"- {n}" for n in result["notes"]), ""]
     return "\n".join(lines)
 
 
@@ -328,10 +346,7 @@ def render_markdown(result: dict) -> str:
         "",
         f"- Workload: {m['questions']} questions from `{m['data']}` (seed {m['seed']}); batch 1 on the first "
         f"{m['latency_questions']}. {m['windows']} windows, {m['real_tokens_per_window']:.0f} real tokens per window.",
-        f"- Speed model: {result['models']['speed']['description']}; "
-        f"{result['models']['speed'].get('tokens_per_char') or 0:.3f} tokens per context character. "
-        "Throughput does not depend on weight values (dense kernels, same shapes), so random weights time "
-        "exactly what trained weights would.",
+        _speed_model_line(result),
         f"- Accuracy model: {result['models']['accuracy']['description']}.",
         f"- CPU: {cpu['model']}, ISA {', '.join(cpu['isa'])}; "
         f"1-minute load average at start {cpu['load_average_1m']:.2f}.",
@@ -340,8 +355,7 @@ def render_markdown(result: dict) -> str:
         f"- Each system runs in a fresh process, warmed up, {m['repetitions']} repetitions with the system order "
         "reversed every other repetition; figures are the best repetition"
         + ("." if m.get("full_repeats") else f" (repetitions after the first re-measure batch {m['target_batch']} only)."),
-        "- HF pipelines run with `align_to_words=False` (qa-engine answers on token offsets too) and "
-        "max_answer_len 30, max_seq_len 384, doc_stride 128.",
+        HF_SETTINGS,
         "",
         "## Targets", "", *targets_section(result), "",
         "## Throughput (questions/s)", "", *throughput_section(result), "",
@@ -349,21 +363,15 @@ def render_markdown(result: dict) -> str:
         "## Latency, batch 1 (ms per question)", "", *latency_section(result), "",
         "![latency](latency.png)", "",
         f"## Hardware share (batch {m.get('target_batch', TARGET_BATCH)})", "",
-        "FLOPs = 2 · non-embedding params · tokens + 4 · L² · d per layer per window, on the tokens each system "
-        "really ran (padded) and on the real tokens only (unpadded).", "",
+        FLOPS_RULE + ".", "",
         *efficiency_section(result), "",
         "## qa-engine stage split (share of end-to-end time)", "", *stages_section(result), "",
         "## Answers and accuracy", "", *accuracy_section(result), "",
         "## Memory (fresh process per system)", "", *memory_section(result), "",
-        "## Decoder micro-benchmark", "", *decoder_section(result), "",
-        "## Window building", "", *windows_section(result), "",
-        "## Host pipeline against a simulated GPU", "", *host_section(result), "",
+        *_host_sections(result, ""),
         "## Where qa-engine's model time goes (onnxruntime profile, speed model)", "", *profile_section(result),
+        *_closing_sections(result),
     ]
-    if result.get("errors"):
-        lines += ["## Failed systems", "", *(f"- {k}: {v}" for k, v in result["errors"].items()), ""]
-    if result.get("notes"):
-        lines += ["## Notes", "", *(f"- {n}" for n in result["notes"]), ""]
     return "\n".join(lines)
 
 
