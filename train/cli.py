@@ -11,6 +11,9 @@ _FIELDS = {"eval_data": "eval_dataset", "test_data": "test_dataset"}
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
+    from qa_engine import stack
+
+    stack.check("train")
     from .trainer import train
 
     given = {k: v for k, v in vars(args).items() if k not in ("command", "func", "verbose", "argv") and v is not None}
@@ -20,6 +23,9 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 
 def _cmd_train_tiny(args: argparse.Namespace) -> int:
+    from qa_engine import stack
+
+    stack.check("train-tiny")
     from .tiny import build_tiny_model
 
     print(build_tiny_model(Path(args.output), family=args.family, seed=args.seed, quick=args.quick))
