@@ -12,9 +12,10 @@ if TYPE_CHECKING:
 
 
 def _cmd_export(args: argparse.Namespace) -> int:
-    from qa_engine import hub, model_card
+    from qa_engine import hub, model_card, stack
     from qa_engine.manifest import Manifest
 
+    stack.check("export")
     from .pipeline import export_artifact, parse_precisions
 
     if args.push_to_hub:  # fail before the export, not after it
@@ -31,6 +32,7 @@ def _cmd_export(args: argparse.Namespace) -> int:
         max_validation=args.max_validation,
         atol=args.atol,
         rtol=args.rtol,
+        exporter=args.exporter,
     )
     manifest = Manifest.read(out)
     print(f"exported {manifest.model_type} to {out} (opset {manifest.opset}; fused: "
@@ -74,7 +76,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--output", required=True, help="artifact folder to write")
     p.add_argument("--precision", default="all",
                    help="fp32, int8, fp16, a comma-separated list, or all (default: all)")
-    p.add_argument("--opset", type=int, default=None, help="ONNX opset (default: Optimum's choice, at least 14)")
+    p.add_argument("--opset", type=int, default=None, help="ONNX opset (default 18; at least 14, 18 with dynamo)")
+    p.add_argument("--exporter", choices=["auto", "torchscript", "dynamo"], default="auto",
+                   help="torch.onnx exporter: torchscript (deprecated by torch, fuses as before), dynamo "
+                        "(torch.export; fused with onnxscript's onnxruntime fusions), or auto: torchscript while "
+                        "this torch has it (default)")
     p.add_argument("--force", action="store_true", help="replace an existing artifact folder")
     p.add_argument("--data", default=None,
                    help="SQuAD JSON / JSON Lines for validation (default: a held-out synthetic set)")

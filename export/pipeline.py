@@ -7,7 +7,7 @@ import shutil
 from pathlib import Path
 from typing import Iterable, NamedTuple
 
-from qa_engine import runtime
+from qa_engine import runtime, stack
 from qa_engine.atomic import atomic_dir
 from qa_engine.config import DecodeConfig, WindowConfig, max_window_length
 from qa_engine.features import WindowTokenizer
@@ -19,7 +19,7 @@ log = logging.getLogger(__name__)
 
 PROVIDERS = {"fp32": ["cpu", "cuda"], "int8": ["cpu"], "fp16": ["cuda"]}
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "config.json")
-ARTIFACT_PACKAGES = ("optimum", "optimum-onnx", "transformers", "torch", "onnx")  # recorded in the manifest
+ARTIFACT_PACKAGES = ("transformers", "torch", "onnx", "onnxscript")  # recorded in the manifest
 TRAIN_CONFIG = "train_config.json"  # written by `qa-engine train`: the window settings the model was trained with
 WORK = ".work"  # intermediates inside the temp artifact folder, removed before it is renamed into place
 
@@ -61,11 +61,13 @@ def settings(checkpoint: onnx_export.Checkpoint) -> tuple[WindowConfig, DecodeCo
         raise ValueError(f"{path}: unusable window settings ({e})") from e
 
 
-def versions() -> dict[str, str]:
-    """Installed versions of the packages that shaped the artifact (onnxruntime by its module: -gpu or not)."""
+def versions(exporter: str) -> dict[str, str]:
+    """Installed versions of the packages that shaped the artifact (onnxruntime by its module: -gpu or not) and
+    which torch.onnx exporter converted it."""
     import onnxruntime
 
-    return {"onnxruntime": onnxruntime.__version__, **installed_versions(ARTIFACT_PACKAGES)}
+    return {"onnxruntime": onnxruntime.__version__, **installed_versions(ARTIFACT_PACKAGES),
+            "torch.onnx exporter": exporter}
 
 
 def export_artifact(
@@ -78,6 +80,7 @@ def export_artifact(
     max_validation: int = 500,
     atol: float = validate.ATOL,
     rtol: float = validate.RTOL,
+    exporter: str = "auto",
 ) -> Path:
     """Export, fuse, quantize and validate a QA checkpoint into `output_dir`; nothing is left half-written.
 
@@ -85,17 +88,20 @@ def export_artifact(
     max |Δ logits| <= atol + rtol * max |logits| and with identical answers but for near ties (else
     ParityError; the defaults come from measurements in export/VALIDATION.md); int8/fp16 are scored
     against fp32 and the scores go into the manifest. An existing `output_dir` is replaced only with `force`, and only once every step
-    has succeeded.
+    has succeeded. `exporter`: torchscript, dynamo or auto (TorchScript while torch has it, see onnx_export).
+    An unsupported torch or transformers is refused first (qa_engine.stack).
     """
     precisions = parse_precisions(precisions)
     tolerance = validate.Tolerance(atol, rtol)
-    onnx_export.check_opset(opset)
+    stack.check("export")
+    exporter = onnx_export.choose_exporter(exporter)
+    onnx_export.check_opset(opset, exporter)
     if max_validation < 1:
         raise ValueError(f"max_validation must be >= 1, got {max_validation}")
     checkpoint = onnx_export.inspect_checkpoint(model_dir)
     output_dir = Path(output_dir)
     with atomic_dir(output_dir, force) as tmp:
-        manifest = _build(checkpoint, tmp, precisions, opset, validation_data, max_validation, tolerance)
+        manifest = _build(checkpoint, tmp, precisions, opset, validation_data, max_validation, tolerance, exporter)
         shutil.rmtree(tmp / WORK)
         manifest.write(tmp)
     log.info("artifact written to %s", output_dir)
@@ -118,12 +124,13 @@ def _build(
     validation_data: str | Path | None,
     max_validation: int,
     tolerance: validate.Tolerance,
+    exporter: str,
 ) -> Manifest:
     """Every step of the export into the (temporary) folder `out`; returns the manifest to write."""
     work = out / WORK
     work.mkdir()
     model = onnx_export.load_model(checkpoint)
-    raw = onnx_export.export_onnx(model, work, opset)
+    raw = onnx_export.export_onnx(model, work, opset, exporter)
     files = {p: (out if p in precisions else work) / f"model.{p}.onnx" for p in ("fp32", *precisions)}
     fusion_counts = fusion.fuse(raw.path, files["fp32"], checkpoint.config)
     if "int8" in files:
@@ -160,7 +167,7 @@ def _build(
         doc_stride=windows.doc_stride,
         max_answer_length=decode.max_answer_length,
         opset=graph.opset,
-        versions=versions(),
+        versions=versions(exporter),
         fusion=fusion_counts,
     )
 
