@@ -97,12 +97,10 @@ def test_batch_order_is_kept_under_bucketing(engine, pairs):
 
 def test_heldout_accuracy_through_the_engine_matches_pytorch(tiny_bert_checkpoint, trained_engine, synthetic):
     """The exported engine scores what the PyTorch checkpoint scores on questions about unseen names."""
-    from transformers import AutoModelForQuestionAnswering, AutoTokenizer, pipeline
+    from tests.hf_pipeline import pipeline_answers
 
     questions, contexts, records = synthetic
-    qa = pipeline("question-answering", model=AutoModelForQuestionAnswering.from_pretrained(tiny_bert_checkpoint),
-                  tokenizer=AutoTokenizer.from_pretrained(tiny_bert_checkpoint))
-    torch_answers = qa(question=questions, context=contexts, align_to_words=False, max_answer_len=30)
+    torch_answers = pipeline_answers(tiny_bert_checkpoint, questions, contexts, max_seq_len=384, doc_stride=128)
     gold = [rec["answers"]["text"][0] for rec in records]
     engine_em = np.mean([r["answer"] == g for r, g in zip(trained_engine.answer_batch(questions, contexts), gold)])
     torch_em = np.mean([r["answer"] == g for r, g in zip(torch_answers, gold)])
@@ -110,22 +108,14 @@ def test_heldout_accuracy_through_the_engine_matches_pytorch(tiny_bert_checkpoin
     assert abs(engine_em - torch_em) <= 0.01
 
 
-def _pipeline_on_artifact(artifact):
-    from optimum.onnxruntime import ORTModelForQuestionAnswering
-    from transformers import AutoTokenizer, pipeline
+def _agreement(engine, checkpoint, questions, contexts):
+    """The share of the engine's answers (text and offsets) that are the HF pipeline's on the PyTorch checkpoint
+    (align_to_words=False, the engine's window settings); the scores of equal answers must agree."""
+    from tests.hf_pipeline import pipeline_answers
 
-    model = ORTModelForQuestionAnswering.from_pretrained(
-        artifact, file_name="model.fp32.onnx", provider="CPUExecutionProvider"
-    )
-    return pipeline("question-answering", model=model, tokenizer=AutoTokenizer.from_pretrained(artifact))
-
-
-def _agreement(engine, qa, questions, contexts, **kw):
-    ours = engine.answer_batch(questions, contexts, **kw)
-    theirs = qa(question=questions, context=contexts, align_to_words=False, max_answer_len=30,
-                max_seq_len=engine.settings.window.max_length, doc_stride=engine.settings.window.doc_stride,
-                batch_size=16, **kw)
-    theirs = theirs if isinstance(theirs, list) else [theirs]
+    ours = engine.answer_batch(questions, contexts)
+    window = engine.settings.window
+    theirs = pipeline_answers(checkpoint, questions, contexts, window.max_length, window.doc_stride)
     same = [(o["answer"], o["start"], o["end"]) == (t["answer"], t["start"], t["end"]) for o, t in zip(ours, theirs)]
     for o, t in zip(ours, theirs):
         assert o["score"] == pytest.approx(t["score"], rel=1e-3, abs=1e-6) or o["answer"] != t["answer"]
@@ -146,27 +136,26 @@ def test_long_context_is_answered_across_all_its_windows(engine):
     assert max(r["start"] for r in candidates) > 0.9 * len(context)  # from the last windows too
 
 
-def test_long_context_answer_in_the_last_window_as_the_hf_pipeline(tiny_bert_artifact, trained_engine):
+def test_long_context_answer_in_the_last_window_as_the_hf_pipeline(tiny_bert_checkpoint, trained_engine):
     question, context = LONG
     late = [r for r in trained_engine.answer(question, context, top_k=100) if r["start"] >= len(FILLER)]
     assert late, "no candidate from the last window"
     assert all(r["end"] <= len(context) for r in late)
-    assert _agreement(trained_engine, _pipeline_on_artifact(tiny_bert_artifact), [question], [context]) == 1.0
+    assert _agreement(trained_engine, tiny_bert_checkpoint, [question], [context]) == 1.0
 
 
-def test_same_answers_as_hf_pipeline_on_synthetic(tiny_bert_artifact, trained_engine, synthetic):
+def test_same_answers_as_hf_pipeline_on_synthetic(tiny_bert_checkpoint, trained_engine, synthetic):
     questions, contexts, _ = synthetic
-    assert _agreement(trained_engine, _pipeline_on_artifact(tiny_bert_artifact), questions, contexts) == 1.0
+    assert _agreement(trained_engine, tiny_bert_checkpoint, questions, contexts) == 1.0
 
 
-def test_same_answers_as_hf_pipeline_on_korquad(tiny_bert_artifact, trained_engine, korquad_dev):
+def test_same_answers_as_hf_pipeline_on_korquad(tiny_bert_checkpoint, trained_engine, korquad_dev):
     """Real contexts (multi-window ones included). The tiny model is weak on them, which makes
-    near-ties more likely; any difference would come from float32 rounding between two sessions."""
+    near-ties more likely; any difference would come from float32 rounding between PyTorch and the fused graph."""
     from qa_engine.squad import load_examples
 
     examples = load_examples(korquad_dev)[::20]
-    rate = _agreement(trained_engine, _pipeline_on_artifact(tiny_bert_artifact),
-                      [e.question for e in examples], [e.context for e in examples])
+    rate = _agreement(trained_engine, tiny_bert_checkpoint, [e.question for e in examples], [e.context for e in examples])
     assert rate >= 0.999
 
 

@@ -8,9 +8,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-pytest.importorskip("optimum.exporters.onnx")
 pytest.importorskip("torch")
+pytest.importorskip("transformers")
+pytest.importorskip("onnxscript")
 
+from qa_engine.benchmarks.parity_export import FAMILIES, tiny_checkpoint  # noqa: E402
 from qa_engine.export import onnx_export, pipeline, quantize  # noqa: E402
 from qa_engine.export.fusion import FusionError, fuse  # noqa: E402
 from qa_engine.manifest import Manifest, sha256_file  # noqa: E402
@@ -18,6 +20,7 @@ from qa_engine.manifest import Manifest, sha256_file  # noqa: E402
 slow = pytest.mark.slow  # trains the tiny model (first run) or exports one
 
 SMALL = 24  # validation questions for the extra exports: enough to decode real windows, quick on 2 cores
+EXPORTERS = ("torchscript", "dynamo")
 
 
 def _copy_checkpoint(src: Path, dst: Path, skip: tuple[str, ...] = ()) -> Path:
@@ -80,14 +83,17 @@ def test_artifact_has_every_precision_with_matching_checksums(tiny_bert_artifact
     assert manifest.variants["fp32"].providers == ["cpu", "cuda"]
     assert manifest.variants["int8"].providers == ["cpu"]
     assert manifest.variants["fp16"].providers == ["cuda"]
-    for name in ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "config.json"):
-        assert (tiny_bert_artifact / name).is_file(), name
+    for name in pipeline.TOKENIZER_FILES:  # transformers 5 writes no special_tokens_map.json: copied where present
+        assert (tiny_bert_artifact / name).is_file() == (tiny_bert_checkpoint / name).is_file(), name
+    assert (tiny_bert_artifact / "tokenizer.json").is_file() and (tiny_bert_artifact / "config.json").is_file()
     assert not (tiny_bert_artifact / pipeline.WORK).exists()
     assert manifest.model_type == "bert"
     assert manifest.input_names == ["input_ids", "attention_mask", "token_type_ids"]
     assert manifest.output_names[:2] == ["start_logits", "end_logits"]
     assert manifest.opset >= onnx_export.MIN_OPSET
-    assert {"onnxruntime", "optimum", "transformers", "torch", "onnx"} <= set(manifest.versions)
+    assert {"onnxruntime", "transformers", "torch", "onnx", "onnxscript"} <= set(manifest.versions)
+    assert not any("optimum" in name for name in manifest.versions)
+    assert manifest.versions["torch.onnx exporter"] == onnx_export.choose_exporter("auto")
     import onnx
 
     graph = onnx.load(str(tiny_bert_artifact / "model.fp32.onnx"), load_external_data=False).graph
@@ -316,6 +322,135 @@ def test_fusion_raises_when_attention_is_not_fused(quick_distilbert_checkpoint: 
     config = checkpoint.config.__class__.from_dict({**checkpoint.config.to_dict(), "n_layers": layers + 1})
     with pytest.raises(FusionError, match=f"{layers} attention nodes for {layers + 1} layers"):
         fuse(raw.path, tmp_path / "fused.onnx", config)
+
+
+def _qattention(path: Path) -> list:
+    import onnx
+
+    return [n for n in onnx.load(str(path), load_external_data=False).graph.node if n.op_type == "QAttention"]
+
+
+def _multi_head_only(family: str, exporter: str) -> bool:
+    """ELECTRA on transformers 4 has eager attention only, whose dynamo graph onnxscript fuses to
+    MultiHeadAttention, not Attention (export/VALIDATION.md); the TorchScript graph fuses to Attention."""
+    import transformers
+
+    return family == "electra" and exporter == "dynamo" and int(transformers.__version__.split(".")[0]) < 5
+
+
+@slow
+@pytest.mark.parametrize("exporter", EXPORTERS)
+@pytest.mark.parametrize("family", FAMILIES)
+def test_every_family_fuses_one_attention_per_layer_and_int8_quantizes_it_with_its_mask(
+    family: str, exporter: str, tmp_path: Path
+) -> None:
+    checkpoint = tiny_checkpoint(family, tmp_path / "checkpoint")
+    out = pipeline.export_artifact(checkpoint, tmp_path / "artifact", precisions=("fp32", "int8"),
+                                   max_validation=SMALL, exporter=exporter)
+    manifest = Manifest.read(out)
+    layers = json.loads((checkpoint / "config.json").read_text()).get("num_hidden_layers", 2)
+    fused = manifest.fusion
+    assert manifest.versions["torch.onnx exporter"] == exporter
+    assert fused["SkipLayerNormalization"] == 2 * layers and fused["BiasGelu"] == layers, fused
+    assert fused.get("EmbedLayerNormalization", 0) + fused.get("LayerNormalization", 0) == 1, fused  # the embeddings'
+    qattention = _qattention(out / "model.int8.onnx")
+    if _multi_head_only(family, exporter):
+        assert fused["MultiHeadAttention"] == layers and "Attention" not in fused and not qattention
+    else:
+        assert fused["Attention"] == layers and "MultiHeadAttention" not in fused, fused
+        assert len(qattention) == layers
+        assert all(len(n.input) > 5 and n.input[5] for n in qattention), "a QAttention lost its mask"
+    fp32 = manifest.variants["fp32"].validation
+    assert fp32["max_abs_diff"] <= 1e-4 and fp32["answers_identical"] == 1.0
+
+
+def _padded_row_gap(path: Path, names: list[str]) -> float:
+    """max |Δ logits| of a short window's real tokens, run alone and padded beside a longer one."""
+    from qa_engine.runtime import cpu_session
+
+    rng = np.random.default_rng(0)
+    ids = rng.integers(5, 100, size=(2, 40))
+    mask = np.ones((2, 40), dtype=np.int64)
+    mask[1, 12:] = 0
+    ids[mask == 0] = 0
+    feed = {"input_ids": ids, "attention_mask": mask, "token_type_ids": (np.arange(40) >= 8) * mask}
+    session = cpu_session(path)
+    padded = session.run(["start_logits", "end_logits"], {n: feed[n] for n in names})
+    alone = session.run(["start_logits", "end_logits"], {n: feed[n][1:, :12] for n in names})
+    return max(float(np.abs(p[1, :12] - a[0]).max()) for p, a in zip(padded, alone))
+
+
+def _without_attention_masks(src: Path, dst: Path) -> Path:
+    """The planted bug: every fused Attention's mask_index input taken away (it then attends to the padding)."""
+    import onnx
+
+    model = onnx.load(str(src))
+    for node in model.graph.node:
+        if node.op_type == "Attention" and len(node.input) > 3:
+            node.input[3] = ""
+    onnx.save(model, str(dst))
+    return dst
+
+
+@slow
+@pytest.mark.parametrize("exporter", EXPORTERS)
+def test_fused_attention_keeps_the_padding_mask(exporter: str, tmp_path: Path) -> None:
+    """A padded window answers as it does alone, in the fused graph of either exporter; the same graph with its
+    attention masks dropped does not, so this check sees a lost mask."""
+    checkpoint = tiny_checkpoint("bert", tmp_path / "checkpoint")
+    out = pipeline.export_artifact(checkpoint, tmp_path / "artifact", precisions=("fp32",), max_validation=SMALL,
+                                   exporter=exporter)
+    names = Manifest.read(out).input_names
+    assert _padded_row_gap(out / "model.fp32.onnx", names) < 1e-5
+    assert _padded_row_gap(_without_attention_masks(out / "model.fp32.onnx", tmp_path / "nomask.onnx"), names) > 1e-3
+
+
+@slow
+def test_dynamo_fusion_feeds_the_int_mask_to_attention(tmp_path: Path) -> None:
+    """onnxscript's fused Attention takes the padding mask as a float attention_bias with qkv_hidden_sizes, which
+    int8 would leave in float or, without the attribute, quantize without its mask; the rewrite gives it the int mask."""
+    import onnx
+
+    from qa_engine.export import onnxscript_fusion
+
+    checkpoint = onnx_export.inspect_checkpoint(tiny_checkpoint("distilbert", tmp_path / "checkpoint"))
+    raw = onnx_export.export_onnx(onnx_export.load_model(checkpoint), tmp_path, exporter="dynamo")
+    fused, masked = onnxscript_fusion.fuse(raw.path, tmp_path / "fused.onnx")
+    assert fused == masked == checkpoint.config.num_hidden_layers
+    attention = [n for n in onnx.load(str(tmp_path / "fused.onnx")).graph.node if n.op_type == "Attention"]
+    assert all(list(n.input)[3:] == ["attention_mask_mask_index"] for n in attention)
+    assert not any(a.name == "qkv_hidden_sizes" for n in attention for a in n.attribute)
+    quantize.quantize_int8(tmp_path / "fused.onnx", tmp_path / "int8.onnx")
+    assert [n.input[5] for n in _qattention(tmp_path / "int8.onnx")] == ["attention_mask_mask_index"] * len(attention)
+
+
+@slow
+def test_fusion_refuses_attention_that_int8_cannot_quantize_with_its_mask(tmp_path: Path, monkeypatch) -> None:
+    """Without the mask rewrite, the dynamo graph's Attention keeps its float attention_bias: refused by name."""
+    from qa_engine.export import onnxscript_fusion
+
+    checkpoint = onnx_export.inspect_checkpoint(tiny_checkpoint("distilbert", tmp_path / "checkpoint"))
+    raw = onnx_export.export_onnx(onnx_export.load_model(checkpoint), tmp_path, exporter="dynamo")
+    monkeypatch.setattr(onnxscript_fusion, "mask_as_mask_index", lambda model, attention: 0)
+    with pytest.raises(FusionError, match="float attention_bias"):
+        fuse(raw.path, tmp_path / "fused.onnx", checkpoint.config)
+
+
+def test_unknown_exporter_is_refused() -> None:
+    with pytest.raises(ValueError, match="unknown exporter 'onnx'"):
+        onnx_export.choose_exporter("onnx")
+
+
+def test_dynamo_refuses_an_opset_below_18(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="opset 17 is too old for the dynamo exporter"):
+        pipeline.export_artifact(tmp_path / "no-such-checkpoint", tmp_path / "out", opset=17, exporter="dynamo")
+
+
+def test_torchscript_is_refused_where_torch_has_none(monkeypatch) -> None:
+    monkeypatch.setattr(onnx_export, "torchscript_available", lambda: False)
+    assert onnx_export.choose_exporter("auto") == "dynamo"
+    with pytest.raises(ValueError, match="no TorchScript ONNX exporter; use --exporter dynamo"):
+        onnx_export.choose_exporter("torchscript")
 
 
 def test_parse_precisions() -> None:
