@@ -192,7 +192,7 @@ def check_fp32_parity(
     Two answers that nearly tie may swap under differences within the limit: such swaps are counted
     ("near_ties"), not refused; any other changed answer is.
 
-    Given `unfused` (Optimum's plain export), each step is judged on its own error: the unfused graph against
+    Given `unfused` (the plain torch.onnx export), each step is judged on its own error: the unfused graph against
     PyTorch, then `session` (the fused graph, the one that ships) against the unfused graph. Logits are compared
     on the first PARITY_QUESTIONS questions. Returns `session`'s predictions on all examples (the reference of
     the other precisions) and the summary for the manifest.

@@ -9,7 +9,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 import numpy as np
 import pytest
 
-pytest.importorskip("optimum.exporters.onnx")
+pytest.importorskip("onnx")
 torch = pytest.importorskip("torch")
 
 from qa_engine.export import fusion, onnx_export, pipeline, validate  # noqa: E402
