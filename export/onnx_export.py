@@ -270,8 +270,10 @@ def _qa_module(model: "PreTrainedModel"):
             feed = {"input_ids": input_ids, "attention_mask": attention_mask}
             if token_type_ids is not None:
                 feed["token_type_ids"] = token_type_ids
-            out = self.model(**feed, return_dict=True)
-            return out.start_logits, out.end_logits
+            out = self.model(**feed)
+            if hasattr(out, "start_logits"):
+                return out.start_logits, out.end_logits
+            return out[0], out[1]  # a model that returns tuples (return_dict off, or a model of its own)
 
     return QuestionAnswering().eval()
 
