@@ -143,7 +143,7 @@ def korquad(data: Path, questions: int, work: Path, exporter: str = "auto", seed
     from transformers import AutoModelForQuestionAnswering, AutoTokenizer
 
     from qa_engine import QAEngine
-    from qa_engine.export.reference import pipeline_answers
+    from qa_engine.export.reference import model_inputs, pipeline_answers
     from qa_engine.squad import load_examples
 
     examples = load_examples(data, split="validation")[:questions]
@@ -153,6 +153,7 @@ def korquad(data: Path, questions: int, work: Path, exporter: str = "auto", seed
     export = measure_export(checkpoint, exporter, artifact)
     model = AutoModelForQuestionAnswering.from_pretrained(checkpoint).eval()
     tokenizer = AutoTokenizer.from_pretrained(checkpoint)
+    tokenizer.model_input_names = model_inputs(model, tokenizer)  # the pipeline feeds them all to the model
     result: dict = {"questions": len(examples), "export": export}
     engine = QAEngine.from_pretrained(artifact, provider="cpu", precision="fp32")
     window, decode = engine.settings.window, 30

@@ -7,6 +7,7 @@ Independent of qa_engine's own windowing and span decoding on purpose: it is wha
 """
 from __future__ import annotations
 
+import inspect
 from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
@@ -39,7 +40,7 @@ def pipeline_answers(
         enc = tokenizer(question, context, truncation="only_second", max_length=max_seq_len, stride=doc_stride,
                         return_overflowing_tokens=True, return_offsets_mapping=True, padding="longest",
                         return_tensors="np")
-        feed = {k: torch.from_numpy(enc[k]) for k in tokenizer.model_input_names if k in enc}
+        feed = {k: torch.from_numpy(enc[k]) for k in model_inputs(model, tokenizer) if k in enc}
         with torch.inference_mode():
             out = model(**feed)
         starts, ends = out.start_logits.float().numpy(), out.end_logits.float().numpy()
@@ -57,6 +58,13 @@ def pipeline_answers(
                     answers.append({"answer": text, "score": score, "start": begin, "end": end})
         results.append(sorted(answers, key=lambda a: a["score"], reverse=True)[:top_k])
     return results
+
+
+def model_inputs(model: "PreTrainedModel", tokenizer: "PreTrainedTokenizerFast") -> list[str]:
+    """The tokenizer's model_input_names that the model's forward names (a WordPiece tokenizer saved for BERT lists
+    token_type_ids, which DistilBERT's forward rejects on transformers 4 and ignores on 5)."""
+    params = inspect.signature(model.forward).parameters
+    return [name for name in tokenizer.model_input_names if name in params]
 
 
 def _spans(start: np.ndarray, end: np.ndarray, allowed: np.ndarray, max_len: int,
