@@ -22,7 +22,7 @@ from qa_engine.train.data import training_dataset
 from qa_engine.train.model import model_input_names, tiny_config
 from qa_engine.train.synthetic import alphabet, generate, write_jsonl
 from qa_engine.train.tokenizer import save_tokenizer_dir, train_wordpiece
-from qa_engine.train.trainer import checkpoint_dir, train
+from qa_engine.train.trainer import _training_arguments, checkpoint_dir, train
 
 
 @pytest.fixture(scope="module")
@@ -72,6 +72,18 @@ def test_only_bert_gets_token_type_ids():
     bert = AutoModelForQuestionAnswering.from_config(tiny_config("bert", 100))
     assert model_input_names(distil) == ("input_ids", "attention_mask")
     assert model_input_names(bert) == ("input_ids", "attention_mask", "token_type_ids")
+
+
+def test_warmup_ratio_reaches_the_scheduler_on_this_transformers(data_dir, tmp_path):
+    """transformers 5 has no warmup_ratio and reads a float warmup_steps below 1 as the ratio; 4.x reads
+    warmup_steps as a count. Either way 6% of 200 steps warm up for 12."""
+    args = _training_arguments(_config(data_dir, tmp_path / "model", warmup_ratio=0.06), tmp_path / "ckpt", False)
+    assert args.get_warmup_steps(200) == 12
+
+
+def test_a_warmup_ratio_of_one_is_refused(data_dir, tmp_path):
+    with pytest.raises(ValueError, match=r"warmup_ratio must be in \[0, 1\)"):
+        _config(data_dir, tmp_path / "model", warmup_ratio=1.0)
 
 
 # ---- the tiny offline model --------------------------------------------------------------------------------------
