@@ -20,6 +20,8 @@ from transformers import (
     XLMRobertaConfig,
 )
 
+from .weights import refuse_unused_weights
+
 log = logging.getLogger(__name__)
 
 TINY_FAMILIES = ("distilbert", "bert", "roberta", "xlm-roberta")
@@ -149,9 +151,11 @@ def load_model(
         ) from e
     tokenizer = _load_tokenizer(str(tokenizer_dir or name_or_path))
     try:
-        model = AutoModelForQuestionAnswering.from_pretrained(name_or_path, config=config)
+        model, info = AutoModelForQuestionAnswering.from_pretrained(name_or_path, config=config,
+                                                                    output_loading_info=True)
     except ValueError as e:  # a config whose architecture has no question-answering head
         raise ValueError(f"model {name_or_path!r} cannot be loaded for question answering: {e}") from e
+    refuse_unused_weights(model, info, name_or_path)
     if len(tokenizer) > model.config.vocab_size:
         raise ValueError(
             f"tokenizer has {len(tokenizer)} tokens but model {name_or_path!r} embeds only {model.config.vocab_size}"
