@@ -187,3 +187,9 @@ def test_exports_to_onnx_with_dynamic_axes(tmp_path, dynamo):
         want = model(**batch)
     torch.testing.assert_close(torch.from_numpy(start), want.start_logits, atol=1e-4, rtol=1e-4)
     torch.testing.assert_close(torch.from_numpy(end), want.end_logits, atol=1e-4, rtol=1e-4)
+    from qa_engine.export.fusion import fuse
+
+    fused = fuse(path, tmp_path / "fused.onnx", model.config)  # all but attention, which has no relative kernel
+    layers = SMALL["num_hidden_layers"]
+    assert "Attention" not in fused
+    assert (fused.get("EmbedLayerNormalization"), fused.get("SkipLayerNormalization")) == (1, 2 * layers)

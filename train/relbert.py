@@ -99,10 +99,11 @@ class RelBertSelfAttention(nn.Module):
         key = self._heads(self.key(hidden_states))
         value = self._heads(self.value(hidden_states))
         scores = torch.matmul(query, key.transpose(-1, -2))
-        length = hidden_states.shape[1]
-        positions = torch.arange(length, dtype=torch.long, device=hidden_states.device)
-        distance = positions.view(-1, 1) - positions.view(1, -1)
-        distances = self.distance_embedding(distance + self.max_position_embeddings - 1).to(dtype=query.dtype)
+        # lengths read off the query and key, as 4.57 does: with the length of the layer's input instead,
+        # onnxruntime's optimizer no longer fused the embeddings' layer norm into EmbedLayerNormalization
+        left = torch.arange(query.shape[2], dtype=torch.long, device=query.device).view(-1, 1)
+        right = torch.arange(key.shape[2], dtype=torch.long, device=key.device).view(1, -1)
+        distances = self.distance_embedding(left - right + self.max_position_embeddings - 1).to(dtype=query.dtype)
         scores = scores + torch.einsum("bhld,lrd->bhlr", query, distances)
         scores = scores / math.sqrt(self.attention_head_size) + attention_mask
         probs = self.dropout(nn.functional.softmax(scores, dim=-1))
