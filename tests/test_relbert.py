@@ -44,7 +44,8 @@ def test_attention_is_the_relative_key_formula():
     mask = (1.0 - batch["attention_mask"][:, None, None, :].float()) * torch.finfo(torch.float32).min
     with torch.no_grad():
         got = attention(hidden, mask)
-        heads, size, offset = attention.num_attention_heads, attention.attention_head_size, SMALL["max_position_embeddings"] - 1
+        heads, size = attention.num_attention_heads, attention.attention_head_size
+        offset = SMALL["max_position_embeddings"] - 1  # distance 0's row
         split = [lin(hidden).view(2, 9, heads, size) for lin in (attention.query, attention.key, attention.value)]
         q, k, v = split
         table = attention.distance_embedding.weight

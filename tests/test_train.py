@@ -96,7 +96,8 @@ def test_a_warmup_ratio_of_one_is_refused(data_dir, tmp_path):
 
 
 # ---- checkpoints that would load as a different model ---------------------------------------------------------
-BERT = dict(hidden_size=16, num_hidden_layers=2, num_attention_heads=2, intermediate_size=32, max_position_embeddings=64)
+BERT = dict(hidden_size=16, num_hidden_layers=2, num_attention_heads=2, intermediate_size=32,
+            max_position_embeddings=64)
 
 
 def _bert_checkpoint(data_dir: Path, out: Path, model_class=BertForQuestionAnswering, extra: dict | None = None,
@@ -121,7 +122,8 @@ def _distance_tables(layers: int = BERT["num_hidden_layers"]) -> dict[str, torch
 
 def test_a_checkpoint_whose_layer_weights_go_unused_is_refused(data_dir, tmp_path):
     path = _bert_checkpoint(data_dir, tmp_path / "ckpt", extra=_distance_tables(layers=1))
-    with pytest.raises(UnusedWeightsError, match=r"1 tensors .* unused .*layer\.0\.attention\.self\.distance_embedding"):
+    unused = r"1 tensors .* unused .*layer\.0\.attention\.self\.distance_embedding"
+    with pytest.raises(UnusedWeightsError, match=unused):
         load_model(str(path))
 
 

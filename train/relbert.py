@@ -44,7 +44,7 @@ class RelBertConfig(PretrainedConfig):
         **kwargs,
     ):
         if hidden_size % num_attention_heads:
-            raise ValueError(f"hidden_size {hidden_size} is not a multiple of num_attention_heads {num_attention_heads}")
+            raise ValueError(f"hidden_size {hidden_size} is not a multiple of the {num_attention_heads} heads")
         self.vocab_size = vocab_size
         self.hidden_size = hidden_size
         self.num_hidden_layers = num_hidden_layers
