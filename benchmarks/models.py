@@ -134,6 +134,7 @@ def _prepare(role: str, description: str, folder: Path, checkpoint: Path, random
     from transformers import AutoConfig
 
     from qa_engine.export.pipeline import export_artifact
+    from qa_engine.train import relbert  # noqa: F401  (registers the offline tiny model's type)
 
     artifact, optimum = folder / ARTIFACT_DIRS[device], folder / "optimum"
     precisions = ARTIFACT_PRECISIONS[device]

@@ -14,12 +14,31 @@ OPTIMUM_FP32 = "model.onnx"
 OPTIMUM_INT8 = "model_quantized.onnx"
 
 
+def register_tiny_model() -> None:
+    """Make the offline tiny model (qa_engine.train.relbert) exportable by Optimum: its exporter finds a model's ONNX
+    inputs by model type (BERT's, under another name) and its library by the class's module (transformers')."""
+    from optimum.exporters.onnx.model_configs import BertOnnxConfig
+    from optimum.exporters.tasks import TasksManager
+
+    from qa_engine.train import relbert
+
+    register = TasksManager.create_register("onnx", overwrite_existing=True)
+    register(relbert.MODEL_TYPE, "question-answering")(type("RelBertOnnxConfig", (BertOnnxConfig,), {}))
+    infer = TasksManager.infer_library_from_model.__func__
+
+    def library(cls, model, *args, **kwargs):
+        return "transformers" if isinstance(model, relbert.RelBertPreTrainedModel) else infer(cls, model, *args, **kwargs)
+
+    TasksManager.infer_library_from_model = classmethod(library)
+
+
 def export_optimum(checkpoint: Path, out: Path, per_channel: bool, quantize: bool = True) -> None:
     """Optimum's fp32 export into `out` (atomically) and, when `quantize`, its dynamic int8 beside it."""
     from optimum.onnxruntime import ORTModelForQuestionAnswering, ORTQuantizer
     from optimum.onnxruntime.configuration import AutoQuantizationConfig
     from transformers import AutoTokenizer
 
+    register_tiny_model()
     with atomic_dir(out, force=True) as tmp:
         model = ORTModelForQuestionAnswering.from_pretrained(checkpoint, export=True, local_files_only=True)
         model.save_pretrained(tmp)

@@ -76,8 +76,8 @@ class BenchConfig:
                              f"choose from {', '.join(systems_for(self.device))}")
 
 
-# what the run imports beyond qa-engine's own dependencies (the `bench`, `export` and `train` extras); Optimum runs
-# in an environment of its own where this one lacks it (benchmarks/environments.py)
+# what the run imports beyond qa-engine's own dependencies (the `bench`, `export` and `train` extras); the HF
+# pipeline and Optimum peers run in an environment of their own where this one lacks them (benchmarks/environments.py)
 RUN_PACKAGES = {"torch": "torch", "transformers": "transformers", "onnx": "onnx", "matplotlib": "matplotlib",
                 "psutil": "psutil", "tqdm": "tqdm"}
 TRAIN_PACKAGES = {"accelerate": "accelerate"}  # HF Trainer, for the tiny accuracy model
@@ -220,8 +220,8 @@ def run(cfg: BenchConfig, progress: bool = True) -> dict:
     from tqdm import tqdm
 
     cfg.workdir.mkdir(parents=True, exist_ok=True)
-    if any(SYSTEMS[s].family == "optimum" for s in cfg.systems):
-        log.info("Optimum runs in %s", environments.interpreter("optimum", cfg.workdir))  # made now, not mid-run
+    for family in sorted({SYSTEMS[s].family for s in cfg.systems} - {"engine"}):  # made now, not mid-run
+        log.info("%s systems run in %s", family, environments.interpreter(family, cfg.workdir))
     work, examples = load_workload(cfg.data, cfg.questions, cfg.seed)
     if cfg.model is not None:
         speed = accuracy = checkpoint_model(cfg.workdir, "speed", cfg.model, cfg.optimum_per_channel, cfg.device)
