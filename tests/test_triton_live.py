@@ -220,6 +220,22 @@ def test_stub_finds_this_interpreters_libpython_first(tmp_path: Path) -> None:
     assert env["PATH"].split(os.pathsep)[0] == str(Path(sys.executable).parent)
 
 
+def test_stubs_run_this_interpreters_libpython(live) -> None:
+    """The live python-backend stubs mapped this interpreter's libpython, not the system's (whose C objects differ:
+    a system 3.11.2 under a 3.11.7 standard library lacks RLock._recursion_count, which multiprocessing uses)."""
+    import sysconfig
+
+    server = live("fp32")
+    libdir, soname = sysconfig.get_config_var("LIBDIR"), sysconfig.get_config_var("INSTSONAME")
+    if not (Path(libdir) / soname).is_file():
+        pytest.skip(f"this interpreter has no shared {soname}: the stub can only use the system's")
+    stubs = [pid for pid in _children(server.process.pid) if "python_backend_stub" in _cmdline(pid)]
+    assert stubs  # one per model instance
+    for pid in stubs:
+        mapped = {line.split()[-1] for line in Path(f"/proc/{pid}/maps").read_text().splitlines() if soname in line}
+        assert mapped == {str(Path(libdir, soname).resolve())}
+
+
 def test_a_server_that_exits_is_reported_with_its_log(random_artifact: Path, tmp_path: Path) -> None:
     (tmp_path / "backends" / "python").mkdir(parents=True)
     server = TritonServer(random_artifact, ServeOptions(precision="fp32"), Address("127.0.0.1", *_free_ports(2), 0),
@@ -367,7 +383,7 @@ def test_malformed_requests_get_triton_errors_alone(live, engines) -> None:
     client.close()
 
 
-@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
 def test_serve_triton_command_serves_until_signalled(random_artifact: Path, tmp_path: Path, engines, sig) -> None:
     """`qa-engine serve-triton` prints where it listens once ready, answers, and on SIGTERM or SIGINT stops Triton
     and exits 0, leaving no process of its session and no workspace behind."""
@@ -409,14 +425,31 @@ def test_serve_triton_command_serves_until_signalled(random_artifact: Path, tmp_
         process.stdout.close()
 
 
+def _children(pid: int) -> list[int]:
+    return [int(p.parent.name) for p in Path("/proc").glob("[0-9]*/stat")
+            if _stat_fields(p) and int(_stat_fields(p)[1]) == pid]
+
+
+def _cmdline(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return ""
+
+
+def _stat_fields(stat: Path) -> list[str]:
+    """The fields of /proc/PID/stat after the command name: state, ppid, pgrp, session, ... (empty once gone)."""
+    try:
+        return stat.read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return []
+
+
 def _session_processes(sid: int) -> list[int]:
     """Live processes of session `sid` (the command's and every child's: tritonserver, stubs)."""
     left = []
     for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if int(fields[3]) == sid and fields[0] != "Z":
+        fields = _stat_fields(stat)
+        if fields and int(fields[3]) == sid and fields[0] != "Z":
             left.append(int(stat.parent.name))
     return left
