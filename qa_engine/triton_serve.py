@@ -228,6 +228,9 @@ class TritonServer:
     def __post_init__(self) -> None:
         self._own_workspace = self.workspace is None
         self._log: IO[bytes] | None = None
+        # python-backend shared-memory regions are named after this prefix: unique, so two servers on one machine
+        # never share one, and known, so stop() can remove what stubs killed mid-way leave in /dev/shm
+        self.shm_prefix = f"qa-engine-{os.getpid()}-{secrets.token_hex(4)}"
 
     def command(self, repo: Path, bundle: Bundle) -> list[str]:
         """The tritonserver command line: explicit model control, every model loaded, a unique shm prefix."""
@@ -237,8 +240,7 @@ class TritonServer:
                 f"--http-address={a.host}", f"--http-port={a.http_port}",
                 f"--grpc-address={a.host}", f"--grpc-port={a.grpc_port}",
                 f"--exit-timeout-secs={self.exit_timeout_s}", "--strict-readiness=true",
-                # two servers on one machine must not share python-backend shared-memory regions
-                f"--backend-config=python,shm-region-prefix-name=qa-engine-{os.getpid()}-{secrets.token_hex(4)}"]
+                f"--backend-config=python,shm-region-prefix-name={self.shm_prefix}"]
         if a.metrics_port:
             args += [f"--metrics-address={a.host}", f"--metrics-port={a.metrics_port}"]
         else:
@@ -298,7 +300,9 @@ class TritonServer:
 
     def stop(self, timeout_s: float | None = None) -> int | None:
         """SIGTERM tritonserver (it finishes in-flight requests), SIGKILL its process group if it is still there
-        after `timeout_s` (default: the exit timeout and 10 s); remove an own workspace. Its exit status."""
+        after `timeout_s` (default: the exit timeout and 10 s), remove its shared-memory regions and an own
+        workspace. Its exit status. (Triton waits up to the exit timeout for open HTTP connections, then exits
+        without unloading the models: close clients first for a quick, clean stop.)"""
         code = None
         if self.process is not None:
             if self.process.poll() is None:
@@ -309,6 +313,8 @@ class TritonServer:
                 log.warning("tritonserver did not stop in time; killing it")
             _kill_group(self.process.pid)
             code = self.process.wait() if code is None else code
+            for region in Path("/dev/shm").glob(f"{self.shm_prefix}*"):  # left by stubs killed before they unloaded
+                region.unlink(missing_ok=True)
         if self._log is not None:
             self._log.close()
             self._log = None

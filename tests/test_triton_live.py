@@ -383,6 +383,26 @@ def test_malformed_requests_get_triton_errors_alone(live, engines) -> None:
     client.close()
 
 
+def test_stop_leaves_no_shared_memory_even_when_triton_gives_up(random_artifact: Path, tmp_path: Path) -> None:
+    """An HTTP connection left open makes Triton wait out its exit timeout and exit without unloading the models; the
+    python-backend stubs are then killed, and stop() removes the shared-memory regions they held in /dev/shm."""
+    pytest.importorskip("tritonclient.http")
+    server = _start(lambda address: TritonServer(
+        random_artifact, ServeOptions(precision="fp32", raw_onnx=True), address, workspace=tmp_path / "ws",
+        log_file=tmp_path / "server.log", exit_timeout_s=1))
+    try:
+        regions = list(Path("/dev/shm").glob(f"{server.shm_prefix}*"))
+        assert len(regions) == 2  # one per model instance
+        client = _client(server)
+        assert client.is_server_live()  # and left open
+    finally:
+        server.stop()
+    assert "Exit timeout expired" in (tmp_path / "server.log").read_text(errors="replace")
+    assert not [r for r in regions if r.exists()]
+    assert _session_processes(server.process.pid) == []
+    client.close()
+
+
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
 def test_serve_triton_command_serves_until_signalled(random_artifact: Path, tmp_path: Path, engines, sig) -> None:
     """`qa-engine serve-triton` prints where it listens once ready, answers, and on SIGTERM or SIGINT stops Triton
@@ -418,6 +438,7 @@ def test_serve_triton_command_serves_until_signalled(random_artifact: Path, tmp_
         assert process.wait(60) == 0
         assert not workspaces[0].exists()
         assert _session_processes(process.pid) == []
+        assert not list(Path("/dev/shm").glob(f"qa-engine-{process.pid}-*"))
     finally:
         if process.poll() is None:
             os.killpg(process.pid, signal.SIGKILL)
