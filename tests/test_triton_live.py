@@ -8,7 +8,6 @@ this Python, a binary that fails), unless QA_ENGINE_REQUIRE_TRITON=1 (scripts/te
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import signal
@@ -30,16 +29,13 @@ from qa_engine.triton_serve import (
     ENGINE_MODEL, RAW_MODEL, Address, Bundle, ServeOptions, TritonServer, TritonUnavailable, server_environment,
     write_repository,
 )
-from tests.fixtures import RANDOM_MODEL, qa_pairs
+from tests.fixtures import qa_pairs
 from tests.test_triton import parse_pbtxt
 
 REQUIRE = os.environ.get("QA_ENGINE_REQUIRE_TRITON") == "1"
 LONG = "세종대왕은 조선의 제4대 임금으로 1443년에 훈민정음을 창제하였다. " * 30  # several windows
 PAIRS = [*qa_pairs(40, seed=18), ("누가 훈민정음을 창제하였나?", LONG, "")]
 QUEUE_DELAY_US = 20_000  # long enough that concurrent requests share Triton batches
-# tests/data/random_bert/model.int8.onnx before issue 18.1: dynamic quantization, one activation scale per model
-# call, so an answer depends on the other rows of its batch; the main session replaces it with static scales
-BATCH_DEPENDENT_INT8 = "da838e92a702bcd0d14fedcbc6871a24ef89fb0b40c46a7ca03e9e82b487b83c"
 
 
 def _free_ports(n: int) -> list[int]:
@@ -155,16 +151,7 @@ def _one_by_one_concurrently(server: TritonServer, pairs: Sequence[tuple[str, st
         return list(pool.map(one, pairs))
 
 
-def _int8_marks() -> list:
-    """int8 through a batching server equals the engine only once issue 18.1's batch-independent int8 file is in."""
-    digest = hashlib.sha256((RANDOM_MODEL / "model.int8.onnx").read_bytes()).hexdigest()
-    if digest != BATCH_DEPENDENT_INT8:
-        return []
-    return [pytest.mark.xfail(strict=True, reason="issue 18.1: this int8 file quantizes activations per model call, "
-                              "so batch composition changes answers; waits for the static-scale int8 file")]
-
-
-PRECISIONS = [pytest.param("fp32"), pytest.param("int8", marks=_int8_marks())]
+PRECISIONS = ["fp32", "int8"]  # int8 with static activation scales (issue 18.1): its answers do not depend on the batch
 
 
 # --- the repository and the server's surroundings: no server needed -------------------------------------------
@@ -260,7 +247,7 @@ def test_engine_through_triton_answers_as_the_engine(live, engines, precision: s
     before = _stats(client, ENGINE_MODEL)
     _same(_one_by_one_concurrently(server, PAIRS, threads=8), want)
     inferences, executions = (a - b for a, b in zip(_stats(client, ENGINE_MODEL), before))
-    assert inferences == len(PAIRS) and executions < inferences  # Triton did batch requests together
+    assert (inferences, executions < inferences) == (len(PAIRS), True), (inferences, executions)  # Triton batched
     _same(ask(client, [p[0] for p in PAIRS[:32]], [p[1] for p in PAIRS[:32]]), want[:32])
     client.close()
 
@@ -332,7 +319,7 @@ def test_concurrent_clients_each_get_their_own_answers(live, engines) -> None:
     assert sorted(got) == list(range(640))
     _same([got[i] for i in range(640)], want)
     inferences, executions = (a - b for a, b in zip(_stats(client, ENGINE_MODEL), before))
-    assert inferences == 640 and executions < 640
+    assert (inferences, executions < 640) == (640, True), (inferences, executions)
     client.close()
 
 
@@ -466,11 +453,13 @@ def _stat_fields(stat: Path) -> list[str]:
         return []
 
 
-def _session_processes(sid: int) -> list[int]:
-    """Live processes of session `sid` (the command's and every child's: tritonserver, stubs)."""
-    left = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        fields = _stat_fields(stat)
-        if fields and int(fields[3]) == sid and fields[0] != "Z":
-            left.append(int(stat.parent.name))
-    return left
+def _session_processes(sid: int, wait_s: float = 10.0) -> list[int]:
+    """Live processes of session `sid` (the command's and every child's: tritonserver, stubs), after up to `wait_s`
+    for those SIGKILLed to be gone (a killed process takes a moment to exit)."""
+    deadline = time.monotonic() + wait_s
+    while True:
+        left = [int(stat.parent.name) for stat in Path("/proc").glob("[0-9]*/stat")
+                if (fields := _stat_fields(stat)) and int(fields[3]) == sid and fields[0] not in ("Z", "X")]
+        if not left or time.monotonic() > deadline:
+            return left
+        time.sleep(0.2)
