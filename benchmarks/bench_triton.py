@@ -119,13 +119,13 @@ def bench(artifact: str, pairs: Sequence[Pair], settings: Settings, workspace: P
     warm = pairs[: s.clients]
     rows = []
     run_threads(engine.answer, warm, s.clients)
-    rows.append(run_threads(engine.answer, pairs, s.clients).row("per-request, in process", s.clients))
+    rows.append(run_threads(engine.answer, pairs, s.clients).row("per-request calls", s.clients))
     with engine.batcher(max_batch_size=s.max_batch_size, max_wait_ms=s.max_wait_ms, workers=s.workers,
                         batch_size=s.model_batch_size) as batcher:
         run_threads(batcher.answer, warm, s.clients)
         answered, batches = batcher.answered, batcher.batches
         run = run_threads(batcher.answer, pairs, s.clients)
-        rows.append(run.row("batcher, in process", s.clients,
+        rows.append(run.row("batcher (in process)", s.clients,
                             (batcher.answered - answered) / max(1, batcher.batches - batches)))
     options = ServeOptions(precision=engine.settings.precision, raw_onnx=True, max_batch_size=s.max_batch_size,
                            max_queue_delay_us=int(s.max_wait_ms * 1000), instances=s.workers,
@@ -140,7 +140,7 @@ def bench(artifact: str, pairs: Sequence[Pair], settings: Settings, workspace: P
         raw = _per_thread(lambda: TritonQAClient.connect(artifact, url=url, model_name=RAW_MODEL,
                                                          max_batch_size=s.max_batch_size).answer)
         run_threads(raw, warm, s.clients)
-        rows.append(_served(server, "TritonQAClient, raw ONNX", RAW_MODEL, raw, pairs, s.clients))
+        rows.append(_served(server, "TritonQAClient, raw", RAW_MODEL, raw, pairs, s.clients))
     return rows
 
 
@@ -177,6 +177,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    logging.getLogger("qa_engine.triton_client").setLevel(logging.WARNING)  # one line per client thread otherwise
     settings = Settings(args.clients, args.workers, args.intra_op_threads, args.model_batch_size,
                         args.max_batch_size, args.max_wait_ms, args.precision)
     pairs = load_pairs(args.data, args.questions, context_chars=args.context_chars)
