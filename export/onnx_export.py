@@ -14,7 +14,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 # model_type -> the onnxruntime transformer-optimizer type that fuses it ("bert" matches RoBERTa's graph too)
-FUSION_TYPES = {"distilbert": "bert", "bert": "bert", "electra": "bert", "roberta": "bert", "xlm-roberta": "bert"}
+FUSION_TYPES = {"distilbert": "bert", "bert": "bert", "electra": "bert", "roberta": "bert", "xlm-roberta": "bert",
+                "qa-engine-relbert": "bert"}
 MIN_OPSET = 14
 WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin", "pytorch_model.bin.index.json")
 TOKENIZER_FILE = "tokenizer.json"
@@ -47,6 +48,7 @@ def inspect_checkpoint(model_dir: str | Path) -> Checkpoint:
     from transformers import AutoConfig
 
     from qa_engine.features import PairTemplate
+    from qa_engine.train import relbert  # noqa: F401  (registers the offline tiny model's type with AutoConfig)
 
     path = Path(model_dir)
     if not path.is_dir():

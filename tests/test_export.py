@@ -71,7 +71,7 @@ def test_artifact_has_every_precision_with_matching_checksums(tiny_bert_artifact
     for name in ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "config.json"):
         assert (tiny_bert_artifact / name).is_file(), name
     assert not (tiny_bert_artifact / pipeline.WORK).exists()
-    assert manifest.model_type == "bert"
+    assert manifest.model_type == "qa-engine-relbert"
     assert manifest.input_names == ["input_ids", "attention_mask", "token_type_ids"]
     assert manifest.output_names[:2] == ["start_logits", "end_logits"]
     assert manifest.opset >= onnx_export.MIN_OPSET
