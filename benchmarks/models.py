@@ -8,6 +8,8 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import subprocess
+import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Sequence
@@ -15,7 +17,9 @@ from typing import Sequence
 from qa_engine.atomic import atomic_dir
 from qa_engine.squad import Example
 
+from . import environments, optimum_export
 from .flops import ModelShape
+from .optimum_export import OPTIMUM_FP32, OPTIMUM_INT8
 
 log = logging.getLogger(__name__)
 
@@ -24,8 +28,6 @@ MBERT_SHAPE = ModelShape(layers=6, hidden=768, heads=12, ffn=3072, vocab=119547)
 MAX_POSITIONS = 512
 MIN_TOKENS_PER_CHAR = 0.6  # below this the local vocabulary would make windows unrealistically short
 VOCAB_SIZES = (32000, 16000, 8000, 4000, 2000)  # tried largest first until contexts reach MIN_TOKENS_PER_CHAR
-OPTIMUM_FP32 = "model.onnx"
-OPTIMUM_INT8 = "model_quantized.onnx"
 EXPORT_VALIDATION_QUESTIONS = 32
 INFO = "bench_model.json"
 # per device: the artifact's precisions, its folder, and the record of a prepared model (CPU names as before)
@@ -112,25 +114,18 @@ def build_speed_checkpoint(out: Path, examples: Sequence[Example], seed: int) ->
     return {"tokens_per_char": ratio, "vocab_size": tok.get_vocab_size()}
 
 
-def export_optimum(checkpoint: Path, out: Path, per_channel: bool, quantize: bool = True) -> None:
-    """Optimum's own path: ORTModelForQuestionAnswering export (fp32) and, when `quantize`, ORTQuantizer
-    dynamic int8 (avx512_vnni)."""
-    from optimum.onnxruntime import ORTModelForQuestionAnswering, ORTQuantizer
-    from optimum.onnxruntime.configuration import AutoQuantizationConfig
-    from transformers import AutoTokenizer
-
-    with atomic_dir(out, force=True) as tmp:
-        model = ORTModelForQuestionAnswering.from_pretrained(checkpoint, export=True, local_files_only=True)
-        model.save_pretrained(tmp)
-        AutoTokenizer.from_pretrained(checkpoint, local_files_only=True).save_pretrained(tmp)
-        del model
-        if not quantize:
-            return
-        quantizer = ORTQuantizer.from_pretrained(tmp, file_name=OPTIMUM_FP32)
-        config = AutoQuantizationConfig.avx512_vnni(is_static=False, per_channel=per_channel)
-        quantizer.quantize(quantization_config=config, save_dir=tmp)
-        if not (tmp / OPTIMUM_INT8).is_file():
-            raise RuntimeError(f"ORTQuantizer wrote no {OPTIMUM_INT8} in {tmp}")
+def export_optimum(checkpoint: Path, out: Path, per_channel: bool, quantize: bool, workdir: Path) -> None:
+    """Optimum's own export (benchmarks/optimum_export.py), in the interpreter the Optimum peer runs in."""
+    python = environments.interpreter("optimum", workdir)
+    if python == sys.executable:
+        optimum_export.export_optimum(checkpoint, out, per_channel, quantize)
+        return
+    command = [python, "-m", "qa_engine.benchmarks.optimum_export", str(checkpoint), str(out)]
+    command += ["--per-tensor"] * (not per_channel) + ["--no-int8"] * (not quantize)
+    proc = subprocess.run(command, capture_output=True, text=True, check=False)
+    if proc.returncode != 0:
+        tail = " / ".join((proc.stderr or proc.stdout).strip().splitlines()[-3:])
+        raise RuntimeError(f"Optimum's export of {checkpoint} failed (exit {proc.returncode}): {tail}")
 
 
 def _prepare(role: str, description: str, folder: Path, checkpoint: Path, random_weights: bool,
@@ -139,6 +134,7 @@ def _prepare(role: str, description: str, folder: Path, checkpoint: Path, random
     from transformers import AutoConfig
 
     from qa_engine.export.pipeline import export_artifact
+    from qa_engine.train import relbert  # noqa: F401  (registers the offline tiny model's type)
 
     artifact, optimum = folder / ARTIFACT_DIRS[device], folder / "optimum"
     precisions = ARTIFACT_PRECISIONS[device]
@@ -150,7 +146,7 @@ def _prepare(role: str, description: str, folder: Path, checkpoint: Path, random
     if not (optimum / (OPTIMUM_INT8 if quantize else OPTIMUM_FP32)).is_file():
         log.info("%s model: exporting with Optimum (fp32%s)", role,
                  f", dynamic int8 per_channel={per_channel}" if quantize else "")
-        export_optimum(checkpoint, optimum, per_channel, quantize)
+        export_optimum(checkpoint, optimum, per_channel, quantize, folder.parent)
     shape = ModelShape.from_config(AutoConfig.from_pretrained(checkpoint, local_files_only=True))
     model = PreparedModel(role, description, checkpoint, artifact, optimum, shape, random_weights, **extra)
     (folder / INFO_FILES[device]).write_text(json.dumps(model.as_dict(), indent=1), encoding="utf-8")

@@ -177,6 +177,17 @@ def memory_section(result: dict) -> list[str]:
     return _table(["system", "peak RSS MB", "RSS after load MB", "load s"], rows)
 
 
+def software_section(result: dict) -> list[str]:
+    """The interpreter and stack each system ran on (Optimum may have an environment of its own)."""
+    names = ["python", "torch", "transformers", "optimum-onnx", "onnxruntime"]
+    rows = []
+    for name, versions in result.get("software", {}).items():
+        ort = versions.get("onnxruntime-gpu") and f"{versions['onnxruntime-gpu']} (-gpu)"
+        row = {**versions, "onnxruntime": ort or versions.get("onnxruntime", "–")}
+        rows.append([SYSTEMS[name].label, *(row.get(n, "–") for n in names)])
+    return _table(["system", *names], rows) if rows else []
+
+
 def concurrency_section(result: dict) -> list[str]:
     """Single-question clients served by per-request calls and by the micro-batcher (benchmarks/bench_concurrency)."""
     lines = []
@@ -273,7 +284,7 @@ def _host_sections(result: dict, suffix: str) -> list[str]:
 
 
 def _closing_sections(result: dict) -> list[str]:
-    lines = []
+    lines = ["## Software per system", "", *software_section(result), ""] if result.get("software") else []
     if result.get("errors"):
         lines += ["## Failed systems", "", *(f"- {k}: {v}" for k, v in result["errors"].items()), ""]
     if result.get("notes"):

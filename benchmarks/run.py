@@ -10,7 +10,6 @@ import logging
 import os
 import shutil
 import subprocess
-import sys
 import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -19,7 +18,7 @@ from pathlib import Path
 from qa_engine.atomic import atomic_write_text
 from qa_engine.manifest import installed_versions
 
-from . import analysis
+from . import analysis, environments
 from .decoder import decoder_benchmark
 from .hardware import cpu_info, cuda_peaks, gemm_peaks, gpu_info
 from .host import host_benchmark
@@ -35,8 +34,7 @@ log = logging.getLogger(__name__)
 JOB_TIMEOUT_S = 3600
 PROFILE_QUESTIONS = 64
 DECODER_QUESTIONS = 256  # drawn independently of --questions so that 64 whole-question windows always exist
-BENCH_PACKAGES = ("torch", "transformers", "optimum", "optimum-onnx", "onnxruntime-gpu", "onnxruntime", "tokenizers",
-             "numpy")
+BENCH_PACKAGES = ("torch", "transformers", "onnxruntime-gpu", "onnxruntime", "tokenizers", "numpy")
 CONCURRENCY_SYSTEM = "engine-cuda-fp16"  # the system the CUDA run serves concurrent clients with
 
 
@@ -78,9 +76,10 @@ class BenchConfig:
                              f"choose from {', '.join(systems_for(self.device))}")
 
 
-# what the run imports beyond qa-engine's own dependencies (the `bench`, `export` and `train` extras)
-RUN_PACKAGES = {"torch": "torch", "transformers": "transformers", "optimum.onnxruntime": "optimum-onnx",
-                "onnx": "onnx", "matplotlib": "matplotlib", "psutil": "psutil", "tqdm": "tqdm"}
+# what the run imports beyond qa-engine's own dependencies (the `bench`, `export` and `train` extras); the HF
+# pipeline and Optimum peers run in an environment of their own where this one lacks them (benchmarks/environments.py)
+RUN_PACKAGES = {"torch": "torch", "transformers": "transformers", "onnx": "onnx", "matplotlib": "matplotlib",
+                "psutil": "psutil", "tqdm": "tqdm"}
 TRAIN_PACKAGES = {"accelerate": "accelerate"}  # HF Trainer, for the tiny accuracy model
 
 
@@ -152,7 +151,8 @@ def run_job(job: Job, model: PreparedModel, workload_file: Path, cfg: BenchConfi
     job_file.write_text(json.dumps(spec), encoding="utf-8")
     log_file = logs / f"{job.name}.log"
     with open(log_file, "w", encoding="utf-8") as out:
-        proc = subprocess.run([sys.executable, "-m", "qa_engine.benchmarks.worker", str(job_file)], stdout=out,
+        python = environments.interpreter(SYSTEMS[job.system].family, cfg.workdir)
+        proc = subprocess.run([python, "-m", "qa_engine.benchmarks.worker", str(job_file)], stdout=out,
                               stderr=subprocess.STDOUT, timeout=JOB_TIMEOUT_S, check=False)
     if proc.returncode != 0:
         tail = log_file.read_text(encoding="utf-8", errors="replace").strip().splitlines()[-3:]
@@ -220,6 +220,8 @@ def run(cfg: BenchConfig, progress: bool = True) -> dict:
     from tqdm import tqdm
 
     cfg.workdir.mkdir(parents=True, exist_ok=True)
+    for family in sorted({SYSTEMS[s].family for s in cfg.systems} - {"engine"}):  # made now, not mid-run
+        log.info("%s systems run in %s", family, environments.interpreter(family, cfg.workdir))
     work, examples = load_workload(cfg.data, cfg.questions, cfg.seed)
     if cfg.model is not None:
         speed = accuracy = checkpoint_model(cfg.workdir, "speed", cfg.model, cfg.optimum_per_channel, cfg.device)
@@ -312,6 +314,7 @@ def run(cfg: BenchConfig, progress: bool = True) -> dict:
         "ort_profile": profiles,
         **({"concurrency": concurrency} if cfg.device == "cuda" else {}),
         "targets": targets,
+        "software": {n: rs[0]["software"] for n, rs in runs["speed"].items() if "software" in rs[0]},
         "errors": errors,
         "notes": _notes(cpu, cfg, runs),
         "raw": _without_answers(runs),

@@ -132,6 +132,8 @@ def load_hf(spec: SystemSpec, model_dir: Path) -> Runner:
     import torch
     from transformers import AutoModelForQuestionAnswering, AutoTokenizer, pipeline
 
+    from qa_engine.train import relbert  # noqa: F401  (registers the offline tiny model's type)
+
     model = AutoModelForQuestionAnswering.from_pretrained(model_dir, local_files_only=True).eval()
     if spec.precision != "fp32":
         model = model.to(getattr(torch, TORCH_DTYPES[spec.precision]))
@@ -151,6 +153,7 @@ def load_optimum(spec: SystemSpec, model_dir: Path, file_name: str) -> Runner:
     from transformers import AutoTokenizer
 
     from qa_engine.runtime import preload_cuda_libraries, session_options
+    from qa_engine.train import relbert  # noqa: F401  (registers the offline tiny model's type)
 
     provider = "CUDAExecutionProvider" if spec.device == "cuda" else "CPUExecutionProvider"
     if spec.device == "cuda":

@@ -18,8 +18,9 @@ from pathlib import Path
 import numpy as np
 import psutil
 
+from .environments import software
 from .hardware import gpu_memory_mb
-from .models import OPTIMUM_FP32, OPTIMUM_INT8
+from .optimum_export import OPTIMUM_FP32, OPTIMUM_INT8
 from .systems import SYSTEMS, Runner, load_engine, load_hf, load_optimum
 from .workload import Workload
 
@@ -119,7 +120,7 @@ def run_job(job: dict) -> dict:
     sizes = [int(b) for b in job["batch_sizes"]]
     cuda = runner.spec.device == "cuda"
     out = {"system": job["system"], "role": job["role"], "repetition": job["repetition"], "load_s": load_s,
-           "load_warmup_s": runner.load_warmup_s}
+           "load_warmup_s": runner.load_warmup_s, "software": software()}
     batches = {}
     if job["role"] == "concurrency":
         if runner.engine is None:

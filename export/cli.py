@@ -5,7 +5,7 @@ import argparse
 from typing import TYPE_CHECKING
 
 from .triton import add_triton_args, run_triton
-from .validate import ATOL, RTOL
+from .validate import ATOL, CALIBRATION_QUESTIONS, RTOL
 
 if TYPE_CHECKING:
     from qa_engine.manifest import Variant
@@ -32,6 +32,7 @@ def _cmd_export(args: argparse.Namespace) -> int:
         max_validation=args.max_validation,
         atol=args.atol,
         rtol=args.rtol,
+        calibration_questions=args.calibration_questions,
         exporter=args.exporter,
     )
     manifest = Manifest.read(out)
@@ -85,6 +86,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--data", default=None,
                    help="SQuAD JSON / JSON Lines for validation (default: a held-out synthetic set)")
     p.add_argument("--max-validation", type=int, default=500, help="validation questions at most (default 500)")
+    p.add_argument("--calibration-questions", type=int, default=CALIBRATION_QUESTIONS,
+                   help="int8: questions whose windows set the static activation scales, taken from --data past "
+                        f"the validation questions (default {CALIBRATION_QUESTIONS})")
     p.add_argument("--atol", type=float, default=ATOL,
                    help="fp32 gate: max |Δ logits| allowed beyond rtol's share, unfused export vs PyTorch and "
                         f"fused vs unfused graph (default {ATOL:g})")

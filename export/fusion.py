@@ -29,13 +29,16 @@ OPT_LEVEL = 1
 
 
 # onnxruntime's attention fusion matches the absolute-position BERT graph; relative position scores
-# (BERT position_embedding_type relative_key*) leave attention as MatMul/Softmax nodes, fused or not.
+# (BERT position_embedding_type relative_key*, and train.relbert's model type, the offline tiny model) leave
+# attention as MatMul/Softmax nodes, fused or not.
 UNFUSABLE_POSITIONS = ("relative_key", "relative_key_query")
+UNFUSABLE_TYPES = ("qa-engine-relbert",)
 
 
 def attention_fusable(config: "PretrainedConfig") -> bool:
     """Whether onnxruntime's optimizer has a fused attention kernel for this architecture."""
-    return getattr(config, "position_embedding_type", "absolute") not in UNFUSABLE_POSITIONS
+    return (config.model_type not in UNFUSABLE_TYPES
+            and getattr(config, "position_embedding_type", "absolute") not in UNFUSABLE_POSITIONS)
 
 
 class FusionError(ValueError):

@@ -16,7 +16,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 # model_type -> the onnxruntime transformer-optimizer type that fuses it ("bert" matches RoBERTa's graph too)
-FUSION_TYPES = {"distilbert": "bert", "bert": "bert", "electra": "bert", "roberta": "bert", "xlm-roberta": "bert"}
+FUSION_TYPES = {"distilbert": "bert", "bert": "bert", "electra": "bert", "roberta": "bert", "xlm-roberta": "bert",
+                "qa-engine-relbert": "bert"}
 MIN_OPSET = 14
 DEFAULT_OPSET = 18  # what Optimum chose for these models; LayerNormalization is one op from opset 17
 MIN_DYNAMO_OPSET = 18  # the dynamo exporter writes opset 18 or newer
@@ -56,6 +57,7 @@ def inspect_checkpoint(model_dir: str | Path) -> Checkpoint:
     from transformers import AutoConfig
 
     from qa_engine.features import PairTemplate
+    from qa_engine.train import relbert  # noqa: F401  (registers the offline tiny model's type with AutoConfig)
 
     path = Path(model_dir)
     if not path.is_dir():

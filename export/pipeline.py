@@ -80,6 +80,7 @@ def export_artifact(
     max_validation: int = 500,
     atol: float = validate.ATOL,
     rtol: float = validate.RTOL,
+    calibration_questions: int = validate.CALIBRATION_QUESTIONS,
     exporter: str = "auto",
 ) -> Path:
     """Export, fuse, quantize and validate a QA checkpoint into `output_dir`; nothing is left half-written.
@@ -87,25 +88,37 @@ def export_artifact(
     The unfused ONNX export must match PyTorch and the fused fp32 graph the unfused one, each within
     max |Δ logits| <= atol + rtol * max |logits| and with identical answers but for near ties (else
     ParityError; the defaults come from measurements in export/VALIDATION.md); int8/fp16 are scored
-    against fp32 and the scores go into the manifest. An existing `output_dir` is replaced only with `force`, and only once every step
-    has succeeded. `exporter`: torchscript, dynamo or auto (TorchScript while torch has it, see onnx_export).
-    An unsupported torch or transformers is refused first (qa_engine.stack).
+    against fp32 and the scores go into the manifest. int8 activation scales are calibrated on up to
+    `calibration_questions` questions of the validation source (others than the validated ones where it has
+    more). An existing `output_dir` is replaced only with `force`, and only once every step has succeeded.
+    `exporter`: torchscript, dynamo or auto (TorchScript while torch has it, see onnx_export). An unsupported
+    torch or transformers is refused first (qa_engine.stack).
     """
     precisions = parse_precisions(precisions)
     tolerance = validate.Tolerance(atol, rtol)
     stack.check("export")
     exporter = onnx_export.choose_exporter(exporter)
     onnx_export.check_opset(opset, exporter)
-    if max_validation < 1:
-        raise ValueError(f"max_validation must be >= 1, got {max_validation}")
+    if max_validation < 1 or calibration_questions < 1:
+        raise ValueError(f"max_validation and calibration_questions must be >= 1, got {max_validation} and "
+                         f"{calibration_questions}")
     checkpoint = onnx_export.inspect_checkpoint(model_dir)
     output_dir = Path(output_dir)
+    questions = Questions(validation_data, max_validation, calibration_questions)
     with atomic_dir(output_dir, force) as tmp:
-        manifest = _build(checkpoint, tmp, precisions, opset, validation_data, max_validation, tolerance, exporter)
+        manifest = _build(checkpoint, tmp, precisions, opset, questions, tolerance, exporter)
         shutil.rmtree(tmp / WORK)
         manifest.write(tmp)
     log.info("artifact written to %s", output_dir)
     return output_dir
+
+
+class Questions(NamedTuple):
+    """Where validation and int8 calibration take their questions from, and how many of each at most."""
+
+    data: str | Path | None
+    validation: int
+    calibration: int
 
 
 class Outcome(NamedTuple):
@@ -121,20 +134,20 @@ def _build(
     out: Path,
     precisions: tuple[str, ...],
     opset: int | None,
-    validation_data: str | Path | None,
-    max_validation: int,
+    questions: Questions,
     tolerance: validate.Tolerance,
     exporter: str,
 ) -> Manifest:
     """Every step of the export into the (temporary) folder `out`; returns the manifest to write."""
     work = out / WORK
     work.mkdir()
+    windows, decode = settings(checkpoint)
+    tokenizer = WindowTokenizer.from_file(checkpoint.tokenizer_file, windows)
     model = onnx_export.load_model(checkpoint)
     raw = onnx_export.export_onnx(model, work, opset, exporter)
     files = {p: (out if p in precisions else work) / f"model.{p}.onnx" for p in ("fp32", *precisions)}
     fusion_counts = fusion.fuse(raw.path, files["fp32"], checkpoint.config)
-    if "int8" in files:
-        quantize.quantize_int8(files["fp32"], files["int8"])
+    calibration = _quantize_int8(files, tokenizer, raw.input_names, questions) if "int8" in files else {}
     if "fp16" in files:
         quantize.convert_fp16(files["fp32"], files["fp16"])
     graph = {p: onnx_export.read_graph(path) for p, path in files.items()}["fp32"]  # checks every file
@@ -142,11 +155,9 @@ def _build(
         if (checkpoint.path / name).is_file():
             shutil.copy2(checkpoint.path / name, out / name)
 
-    windows, decode = settings(checkpoint)
-    tokenizer = WindowTokenizer.from_file(checkpoint.tokenizer_file, windows)
-    outcomes, source = _validate(
-        model, raw.path, files, tokenizer, decode, graph.input_names, validation_data, max_validation, tolerance
-    )
+    outcomes, source = _validate(model, raw.path, files, tokenizer, decode, graph.input_names, questions, tolerance)
+    if calibration:
+        outcomes["int8"].summary["calibration"] = calibration
     variants = {
         p: Variant(
             file=files[p].name,
@@ -172,6 +183,17 @@ def _build(
     )
 
 
+def _quantize_int8(files: dict[str, Path], tokenizer: WindowTokenizer, input_names: list[str],
+                   questions: Questions) -> dict:
+    """The int8 file, its activation scales calibrated on the fused fp32 graph; returns the manifest's record."""
+    examples, source = validate.calibration_examples(questions.data, questions.calibration, questions.validation)
+    examples = validate.usable(examples, tokenizer)
+    feeds = validate.calibration_feeds(examples, tokenizer, input_names)
+    calibration = quantize.quantize_int8(files["fp32"], files["int8"], feeds)
+    return {"data": source, "questions": len(examples), "windows": calibration.windows,
+            "activations": len(calibration.ranges)}
+
+
 def _validate(
     model,
     unfused: Path,
@@ -179,13 +201,12 @@ def _validate(
     tokenizer: WindowTokenizer,
     decode: DecodeConfig,
     input_names: list[str],
-    validation_data: str | Path | None,
-    max_validation: int,
+    questions: Questions,
     tolerance: validate.Tolerance,
 ) -> tuple[dict[str, Outcome], str]:
     """fp32 parity (unfused export vs PyTorch, fused vs unfused; raises when broken), then each other variant
     against fp32."""
-    examples, source = validate.validation_examples(validation_data, max_validation)
+    examples, source = validate.validation_examples(questions.data, questions.validation)
     examples = validate.usable(examples, tokenizer)
     reference, summary = validate.check_fp32_parity(
         model, runtime.cpu_session(files["fp32"]), tokenizer, examples, input_names, decode,
@@ -193,9 +214,10 @@ def _validate(
     )
     outcomes = {"fp32": Outcome(True, summary)}
     if "int8" in files:
-        summary = validate.compare_to_fp32(
-            runtime.cpu_session(files["int8"]), reference.answers, tokenizer, examples, input_names, decode, "int8"
-        )
+        session = runtime.cpu_session(files["int8"])
+        summary = validate.compare_to_fp32(session, reference.answers, tokenizer, examples, input_names, decode, "int8")
+        k = min(validate.PARITY_QUESTIONS, len(examples))
+        summary["batch_max_abs_diff"] = validate.batch_gap(session, tokenizer, examples[:k], input_names)
         outcomes["int8"] = Outcome(True, summary, _f1_note(summary))
     if "fp16" in files:
         outcomes["fp16"] = _validate_fp16(files["fp16"], reference.answers, tokenizer, examples, input_names, decode)

@@ -1,14 +1,23 @@
 """Reduced-precision variants of the fused fp32 graph: int8 for CPU, fp16 for CUDA.
 
-The int8 layout was chosen by measurement (export/QUANTIZATION.md): dynamic quantization of the
-fused graph, per-channel weights, with the fused Attention nodes quantized too (QAttention).
+The int8 layout was chosen by measurement (export/QUANTIZATION.md): the fused graph's MatMul and Attention nodes
+in int8 (per-channel weights; Attention becomes QAttention) with **static** activation scales, one per tensor,
+measured on calibration windows. A dynamic scale is the range of the whole model call, so the other rows of a
+batch (and its padding) would change a question's answer; a static one makes every row's result its own.
 """
 from __future__ import annotations
 
 import contextlib
 import logging
+import tempfile
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
+from typing import TYPE_CHECKING, Iterable, Iterator
+
+import numpy as np
+
+if TYPE_CHECKING:
+    import onnx
 
 log = logging.getLogger(__name__)
 
@@ -16,10 +25,49 @@ INT8_OP_TYPES = ("MatMul", "Attention")
 INT8_PER_CHANNEL = True
 # fp16 stays off where fp32 range or accumulation matters (unfused normalizations and softmax, if any remain).
 FP16_KEEP_FP32 = ("LayerNormalization", "SimplifiedLayerNormalization", "Softmax")
+UINT8_LEVELS = 255  # activations are uint8, as DynamicQuantizeLinear makes them
 
 
-def quantize_int8(src: Path, dst: Path) -> None:
-    """Dynamic int8 (uint8 activations, int8 per-channel weights) for onnxruntime on CPU."""
+class CalibrationError(ValueError):
+    """No usable calibration windows, or an activation that never took a finite value on them."""
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """The range of every quantized activation over the real tokens of the calibration windows."""
+
+    ranges: dict[str, tuple[float, float]]  # tensor name -> (min, max)
+    windows: int
+
+    def scale_and_zero_point(self, name: str) -> tuple[np.float32, np.uint8]:
+        """uint8 parameters for `name`'s range, computed as DynamicQuantizeLinear does (the range includes 0)."""
+        low, high = self.ranges[name]
+        low, high = min(low, 0.0), max(high, 0.0)
+        scale = (high - low) / UINT8_LEVELS if high > low else 1.0
+        zero_point = np.clip(np.rint(-low / scale), 0, UINT8_LEVELS)
+        return np.float32(scale), np.uint8(zero_point)
+
+
+def quantize_int8(src: Path, dst: Path, feeds: Iterable[dict[str, np.ndarray]]) -> Calibration:
+    """int8 for onnxruntime on CPU: int8 per-channel weights, uint8 activations with scales calibrated on `feeds`
+    (model inputs by name, as the engine builds them). Returns the calibration, for the manifest."""
+    import onnx
+
+    with tempfile.TemporaryDirectory(prefix="int8-", dir=dst.parent) as tmp:
+        dynamic = Path(tmp) / "dynamic.onnx"
+        _quantize_dynamic(src, dynamic)
+        model = onnx.load(str(dynamic))
+    activations = [n.input[0] for n in model.graph.node if n.op_type == "DynamicQuantizeLinear"]
+    calibration = calibrate(src, activations, feeds)
+    freeze_activation_scales(model, calibration)
+    onnx.save(model, str(dst))
+    log.info("int8 graph: %s (%d activation scales from %d calibration windows)", dst.name, len(activations),
+             calibration.windows)
+    return calibration
+
+
+def _quantize_dynamic(src: Path, dst: Path) -> None:
+    """onnxruntime's dynamic int8 graph: the weights quantized, each activation behind a DynamicQuantizeLinear."""
     import onnx
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
@@ -33,7 +81,113 @@ def quantize_int8(src: Path, dst: Path) -> None:
             # ONNX shape inference cannot type the com.microsoft fused ops; without this the quantizer fails on them.
             extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT},
         )
-    log.info("int8 graph: %s", dst.name)
+
+
+def calibrate(model_path: Path, tensors: list[str], feeds: Iterable[dict[str, np.ndarray]]) -> Calibration:
+    """Run the fp32 model on `feeds` with `tensors` as extra outputs; the min and max of each over real tokens
+    (rows of a [batch, sequence, ...] tensor where attention_mask is 0 are padding and left out)."""
+    import onnx
+    import onnxruntime as ort
+
+    model = onnx.load(str(model_path))
+    known = {o.name for o in model.graph.output}
+    model.graph.output.extend(onnx.helper.make_tensor_value_info(t, onnx.TensorProto.FLOAT, None)
+                              for t in dict.fromkeys(tensors) if t not in known)
+    with tempfile.TemporaryDirectory(prefix="calibrate-") as tmp:
+        path = Path(tmp) / "model.onnx"
+        onnx.save(model, str(path))
+        options = ort.SessionOptions()
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL  # keep every tensor named
+        options.log_severity_level = 3
+        session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    low = dict.fromkeys(tensors, np.inf)
+    high = dict.fromkeys(tensors, -np.inf)
+    windows = 0
+    for feed in feeds:
+        values = dict(zip(tensors, session.run(tensors, feed)))
+        real = feed["attention_mask"].astype(bool)
+        windows += len(real)
+        for name, value in values.items():
+            value = value[real] if value.shape[:2] == real.shape else value
+            finite = value[np.isfinite(value)]
+            if finite.size:
+                low[name], high[name] = min(low[name], float(finite.min())), max(high[name], float(finite.max()))
+    if not windows:
+        raise CalibrationError("no calibration windows: int8 activation scales need at least one")
+    missing = [t for t in tensors if not np.isfinite(low[t])]
+    if missing:
+        raise CalibrationError(f"{len(missing)} activations took no finite value on the calibration windows "
+                               f"(first: {missing[0]})")
+    return Calibration({t: (low[t], high[t]) for t in tensors}, windows)
+
+
+def freeze_activation_scales(model: "onnx.ModelProto", calibration: Calibration) -> None:
+    """Turn the dynamic int8 graph static in place: each DynamicQuantizeLinear becomes a QuantizeLinear with the
+    calibrated scale and zero point as constants (what QAttention and the MatMuls read), and each MatMulInteger
+    with its dequantizing Cast/Mul (and a following bias Add) becomes one MatMulIntegerToFloat, the kernel
+    onnxruntime fuses them into for dynamic graphs but cannot once the scales are constants (it folds them)."""
+    from onnx import helper, numpy_helper
+
+    graph = model.graph
+    nodes = list(graph.node)
+    producer = {o: n for n in nodes for o in n.output}
+    consumers: dict[str, list] = {}
+    for n in nodes:
+        for i in n.input:
+            consumers.setdefault(i, []).append(n)
+    constants = {i.name: tuple(i.dims) for i in graph.initializer}
+    graph_outputs = {o.name for o in graph.output}
+    removed: set[int] = set()
+    replacement: dict[int, object] = {}
+
+    for node in nodes:
+        if node.op_type != "DynamicQuantizeLinear":
+            continue
+        quantized, scale, zero_point = node.output
+        s, z = calibration.scale_and_zero_point(node.input[0])
+        graph.initializer.extend([numpy_helper.from_array(np.array(s), scale),
+                                  numpy_helper.from_array(np.array(z), zero_point)])
+        constants.update({scale: (), zero_point: ()})
+        replacement[id(node)] = helper.make_node("QuantizeLinear", [node.input[0], scale, zero_point], [quantized],
+                                                 name=f"{node.name or quantized}_static")
+
+    def only_consumer(tensor: str, op_type: str):
+        users = consumers.get(tensor, [])
+        if len(users) == 1 and users[0].op_type == op_type and tensor not in graph_outputs:
+            return users[0]
+        return None
+
+    for node in nodes:
+        if node.op_type != "MatMulInteger":
+            continue
+        cast = only_consumer(node.output[0], "Cast")
+        mul = cast and only_consumer(cast.output[0], "Mul")
+        if mul is None:
+            continue
+        scales = producer.get(mul.input[1] if mul.input[0] == cast.output[0] else mul.input[0])
+        if scales is None or scales.op_type != "Mul" or not all(i in constants for i in scales.input):
+            continue
+        a_scale, b_scale = scales.input
+        zero_points = list(node.input[2:4]) + [""] * (4 - len(node.input))
+        inputs = [node.input[0], node.input[1], a_scale, b_scale, *zero_points]
+        output = mul.output[0]
+        add = only_consumer(output, "Add")
+        bias = add and next((i for i in add.input if i != output), None)
+        if add is not None and len(constants.get(bias, ())) == 1 and constants[bias][0] > 1:  # the bias shape it takes
+            inputs.append(bias)
+            output = add.output[0]
+            removed.add(id(add))
+        replacement[id(node)] = helper.make_node("MatMulIntegerToFloat", inputs, [output], domain="com.microsoft",
+                                                 name=f"{node.name or output}_static")
+        removed.update((id(cast), id(mul)))
+        if all(id(c) in removed for c in consumers[scales.output[0]]):
+            removed.add(id(scales))
+
+    kept = [replacement.get(id(n), n) for n in nodes if id(n) not in removed]
+    del graph.node[:]
+    graph.node.extend(kept)
+    if not any(o.domain == "com.microsoft" for o in model.opset_import):
+        model.opset_import.append(helper.make_opsetid("com.microsoft", 1))
 
 
 @contextlib.contextmanager

@@ -1,61 +1,22 @@
-"""A Triton Inference Server model repository from an artifact: the ONNX file and a config.pbtxt read off it."""
+"""A Triton Inference Server model repository from an artifact: the ONNX file and a config.pbtxt read off it
+(the signature rule, `tensor_specs`, is the runtime's: qa_engine.triton_serve serves the same one)."""
 from __future__ import annotations
 
 import argparse
 import logging
 import shutil
-from dataclasses import dataclass
 from pathlib import Path
 
 from qa_engine.atomic import atomic_dir
 from qa_engine.manifest import Manifest, sha256_file
+from qa_engine.triton_config import (  # noqa: F401  (ONNX_TO_TRITON is re-exported for callers of this module)
+    ONNX_TO_TRITON, TensorSpec, batching_block, tensor_specs, tensors_block,
+)
 
 log = logging.getLogger(__name__)
 
 MODEL_NAME = "qa_engine"
 KINDS = {"cpu": "KIND_CPU", "gpu": "KIND_GPU", "kind_cpu": "KIND_CPU", "kind_gpu": "KIND_GPU"}
-ONNX_TO_TRITON = {
-    "tensor(int64)": "TYPE_INT64",
-    "tensor(int32)": "TYPE_INT32",
-    "tensor(float)": "TYPE_FP32",
-    "tensor(float16)": "TYPE_FP16",
-    "tensor(double)": "TYPE_FP64",
-    "tensor(bool)": "TYPE_BOOL",
-}
-
-
-@dataclass(frozen=True)
-class TensorSpec:
-    """One model input or output as Triton declares it: dims without the batch dimension, -1 where free."""
-
-    name: str
-    data_type: str
-    dims: tuple[int, ...]
-
-
-def tensor_specs(model_path: str | Path) -> tuple[list[TensorSpec], list[TensorSpec]]:
-    """(inputs, outputs) of an ONNX model as onnxruntime reports them; the first dimension must be the free batch."""
-    import onnxruntime as ort
-
-    session = ort.InferenceSession(str(model_path), providers=["CPUExecutionProvider"])
-
-    def spec(arg) -> TensorSpec:
-        if arg.type not in ONNX_TO_TRITON:
-            raise ValueError(f"{model_path}: {arg.name} has type {arg.type}, which has no Triton data type here")
-        if not arg.shape or isinstance(arg.shape[0], int):
-            raise ValueError(f"{model_path}: {arg.name} has shape {arg.shape}; Triton batching needs a free first dim")
-        dims = tuple(d if isinstance(d, int) else -1 for d in arg.shape[1:])
-        return TensorSpec(arg.name, ONNX_TO_TRITON[arg.type], dims)
-
-    return [spec(a) for a in session.get_inputs()], [spec(a) for a in session.get_outputs()]
-
-
-def _tensors(block: str, specs: list[TensorSpec]) -> str:
-    items = [
-        f'  {{\n    name: "{s.name}"\n    data_type: {s.data_type}\n    dims: [ {", ".join(map(str, s.dims))} ]\n  }}'
-        for s in specs
-    ]
-    return f"{block} [\n" + ",\n".join(items) + "\n]\n"
 
 
 def config_text(
@@ -70,10 +31,9 @@ def config_text(
     """config.pbtxt (protobuf text format) for the onnxruntime backend with dynamic batching."""
     return (
         f'name: "{name}"\nplatform: "onnxruntime_onnx"\nbackend: "onnxruntime"\nmax_batch_size: {max_batch_size}\n'
-        + _tensors("input", inputs)
-        + _tensors("output", outputs)
-        + f"dynamic_batching {{\n  max_queue_delay_microseconds: {max_queue_delay_us}\n}}\n"
-        + f"instance_group [\n  {{\n    count: {instance_count}\n    kind: {instance_kind}\n  }}\n]\n"
+        + tensors_block("input", inputs)
+        + tensors_block("output", outputs)
+        + batching_block(max_queue_delay_us, instance_kind, instance_count)
     )
 
 

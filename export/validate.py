@@ -5,11 +5,11 @@ import logging
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import TYPE_CHECKING, Any, Iterator, Sequence
 
 import numpy as np
 
-from qa_engine.answering import decode_windows, run_windows
+from qa_engine.answering import decode_windows, run_windows, window_feeds
 from qa_engine.config import DecodeConfig
 from qa_engine.features import Windows, WindowTokenizer
 from qa_engine.metrics import evaluate
@@ -32,6 +32,8 @@ PARITY_QUESTIONS = 64  # PyTorch runs on these first questions only: it is the s
 F1_WARN_DROP = 1.0  # points
 BATCH_SIZE = 16
 SYNTHETIC_SEED = 20_241_125  # with the generator's heldout split: names and places unseen in training
+CALIBRATION_SEED = SYNTHETIC_SEED + 1  # int8 calibration's synthetic questions: others than validation's
+CALIBRATION_QUESTIONS = 128
 
 # Used only where neither validation data nor the synthetic generator is available.
 BUILTIN_SAMPLES = (
@@ -109,8 +111,22 @@ class Predictions:
 
 def validation_examples(data: str | Path | None, limit: int) -> tuple[list[Example], str]:
     """Up to `limit` labelled examples and where they came from: the given file, the synthetic set or built-ins."""
+    return _examples(data, 0, limit, SYNTHETIC_SEED)
+
+
+def calibration_examples(data: str | Path | None, limit: int, skip: int) -> tuple[list[Example], str]:
+    """Up to `limit` examples for int8 calibration from the validation source: past its first `skip` (the
+    validation questions) where it has more, so that int8 is scored on questions it was not calibrated on."""
+    examples, source = _examples(data, skip, limit, CALIBRATION_SEED)
+    if examples:
+        return examples, source
+    examples, source = _examples(data, 0, limit, CALIBRATION_SEED)
+    return examples, f"{source} (the validation questions: no others there)"
+
+
+def _examples(data: str | Path | None, skip: int, limit: int, seed: int) -> tuple[list[Example], str]:
     if data is not None:
-        return load_examples(data, split="validation")[:limit], str(data)
+        return load_examples(data, split="validation")[skip : skip + limit], str(data)
     try:
         from qa_engine.train.synthetic import generate
     except ImportError:
@@ -118,9 +134,29 @@ def validation_examples(data: str | Path | None, limit: int) -> tuple[list[Examp
         examples = [
             Example(f"builtin-{i}", q, c, (a,), (c.index(a),)) for i, (q, c, a) in enumerate(BUILTIN_SAMPLES)
         ]
-        return examples[:limit], "built-in"
-    records = generate(max(1, limit // 2), seed=SYNTHETIC_SEED, split="heldout")  # 1-6 questions per context
-    return [make_example(r, "synthetic heldout") for r in records[:limit]], "synthetic heldout"
+        return examples[skip : skip + limit], "built-in"
+    records = generate(max(1, limit // 2), seed=seed, split="heldout")  # 1-6 questions per context
+    source = f"synthetic heldout (seed {seed})"
+    return [make_example(r, source) for r in records[:limit]], source
+
+
+def calibration_feeds(examples: Sequence[Example], tokenizer: WindowTokenizer,
+                      input_names: Sequence[str]) -> Iterator[dict[str, np.ndarray]]:
+    """The model inputs of every window of `examples`, in the calls the engine would make of them."""
+    windows = tokenizer.windows([ex.question for ex in examples], [ex.context for ex in examples])
+    for _, _, feed in window_feeds(windows, input_names, tokenizer.template.pad_id, BATCH_SIZE):
+        yield feed
+
+
+def batch_gap(session: "ort.InferenceSession", tokenizer: WindowTokenizer, examples: Sequence[Example],
+              input_names: Sequence[str]) -> float:
+    """max |Δ logits| on real tokens between each window run alone and run in length-bucketed batches: how much a
+    question's answer depends on what else is in its model call (0 but for float rounding in a row-wise graph)."""
+    windows = tokenizer.windows([ex.question for ex in examples], [ex.context for ex in examples])
+    runner = OnnxRunner(session, input_names=tuple(input_names))
+    alone = run_windows(runner, windows, tokenizer.template.pad_id, batch_size=1)
+    batched = run_windows(runner, windows, tokenizer.template.pad_id, BATCH_SIZE)
+    return logit_gap(alone, batched, windows.attention_mask.astype(bool)).max_abs_diff
 
 
 def usable(examples: Sequence[Example], tokenizer: WindowTokenizer) -> list[Example]:

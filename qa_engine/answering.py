@@ -3,7 +3,7 @@ and the answers those logits give. The engine's pipelined loop, export validatio
 these, so a window is fed, run and decoded the same way everywhere."""
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Iterator, Sequence
 
 import numpy as np
 
@@ -31,14 +31,20 @@ def model_feed(w: Windows, rows: np.ndarray, width: int, input_names: Sequence[s
     return feed
 
 
+def window_feeds(w: Windows, input_names: Sequence[str], pad_id: int,
+                 batch_size: int = 16) -> Iterator[tuple[np.ndarray, int, dict[str, np.ndarray]]]:
+    """(rows, width, inputs) of length-bucketed model calls covering every window once."""
+    for rows, width in plan_batches(w.lengths, batch_size):
+        width = min(width, w.input_ids.shape[1])
+        yield rows, width, model_feed(w, rows, width, input_names, pad_id)
+
+
 def run_windows(runner: ModelRunner, w: Windows, pad_id: int, batch_size: int = 16) -> Logits:
     """Start and end logits [N, L] of every window (zeros past each window's end), in length-bucketed calls."""
-    n, length = w.input_ids.shape
-    start = np.zeros((n, length), dtype=np.float32)
-    end = np.zeros((n, length), dtype=np.float32)
-    for rows, width in plan_batches(w.lengths, batch_size):
-        width = min(width, length)
-        start[rows, :width], end[rows, :width] = runner.run(model_feed(w, rows, width, runner.input_names, pad_id))
+    start = np.zeros(w.input_ids.shape, dtype=np.float32)
+    end = np.zeros(w.input_ids.shape, dtype=np.float32)
+    for rows, width, feed in window_feeds(w, runner.input_names, pad_id, batch_size):
+        start[rows, :width], end[rows, :width] = runner.run(feed)
     return start, end
 
 

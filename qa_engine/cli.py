@@ -41,9 +41,9 @@ def _add_evaluate(sub: argparse._SubParsersAction) -> None:
 
 
 def _runtime_commands() -> list[Callable[[argparse._SubParsersAction], None]]:
-    from . import commands, doctor
+    from . import commands, doctor, triton_serve
 
-    return [_add_evaluate, doctor.register, *commands.REGISTER]
+    return [_add_evaluate, doctor.register, *commands.REGISTER, triton_serve.register]
 
 
 def build_parser() -> argparse.ArgumentParser:

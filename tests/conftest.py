@@ -24,10 +24,11 @@ from tests.fixtures import (  # noqa: F401  (fixtures are found by their names i
 
 # test files whose tests not marked slow need only the runtime's dependencies
 RUNTIME_TESTS = frozenset({
-    "test_atomic.py", "test_batch_print.py", "test_batcher.py", "test_cli.py", "test_engine.py",
-    "test_engine_cuda_path.py", "test_features.py", "test_features_korquad.py", "test_hub.py", "test_metrics.py",
-    "test_overlap.py", "test_random_model.py", "test_ray_batch.py", "test_runtime.py", "test_service.py",
-    "test_spans.py", "test_squad.py", "test_stream.py", "test_triton.py", "test_windows_vectorized.py",
+    "test_atomic.py", "test_batch_independence.py", "test_batch_print.py", "test_batcher.py", "test_cli.py",
+    "test_engine.py", "test_engine_cuda_path.py", "test_features.py", "test_features_korquad.py", "test_hub.py",
+    "test_metrics.py", "test_overlap.py", "test_random_model.py", "test_ray_batch.py", "test_runtime.py", "test_service.py",
+    "test_spans.py", "test_squad.py", "test_stream.py", "test_triton.py", "test_triton_live.py",
+    "test_windows_vectorized.py",
 })
 NOT_RUNTIME = ("torch", "transformers", "optimum", "qa_engine.train", "qa_engine.export", "qa_engine.benchmarks")
 

@@ -1,9 +1,9 @@
 """A random-weight BERT-like QA model written with onnx.helper, so the runtime's tests need no training or export.
 
-Run `python tests/random_model.py` (needs onnx and onnxruntime's quantization and fp16 tools: the full venv) to
+Run `python -m tests.random_model` (needs onnx and onnxruntime's quantization and fp16 tools: the full venv) to
 write tests/data/random_bert/model.{fp32,int8,fp16}.onnx; the files are committed, so the runtime-only test job
 reads them without onnx installed, and tests/test_random_model.py checks the fp32 file is what this script makes.
-The int8 and fp16 files come from export.quantize, as an exported artifact's do.
+The int8 and fp16 files come from export.quantize, as an exported artifact's do (int8 calibrated on test questions).
 
 The graph is a 2-layer encoder (embeddings, masked multi-head self-attention, GELU feed-forward, post-layer norms)
 and a QA head giving start_logits/end_logits, plus each token's bilinear affinity with the mean state of the
@@ -35,6 +35,7 @@ HASH_BUCKETS = 256
 LN_EPS = 1e-12
 LOGIT_GAIN = 5.0  # the QA head's output std over unit-variance hidden states
 QUESTION_GAIN = 5.0  # the question-affinity term's std
+CALIBRATION_PAIRS = 64
 
 
 class _Graph:
@@ -174,6 +175,19 @@ def build(token_type_ids: bool = True, seed: int = SEED) -> "onnx.ModelProto":
     return model
 
 
+def calibration_feeds() -> list[dict[str, np.ndarray]]:
+    """Model inputs of CALIBRATION_PAIRS test questions (seed 1: not the tests' seed-0 ones), as the engine batches
+    them, for the int8 activation scales."""
+    from qa_engine.answering import window_feeds
+    from qa_engine.features import WindowTokenizer
+    from tests.fixtures import char_wordpiece, korean_alphabet, qa_pairs
+
+    tokenizer = WindowTokenizer(char_wordpiece(korean_alphabet()))
+    pairs = qa_pairs(CALIBRATION_PAIRS, seed=1)
+    windows = tokenizer.windows([q for q, _, _ in pairs], [c for _, c, _ in pairs])
+    return [feed for _, _, feed in window_feeds(windows, INPUT_NAMES, tokenizer.template.pad_id)]
+
+
 def write(folder: Path = FOLDER) -> None:
     """Write the fp32 model and its int8 and fp16 variants made as export makes them."""
     import onnx
@@ -183,7 +197,7 @@ def write(folder: Path = FOLDER) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     fp32 = folder / "model.fp32.onnx"
     onnx.save(build(), str(fp32))
-    quantize_int8(fp32, folder / "model.int8.onnx")
+    quantize_int8(fp32, folder / "model.int8.onnx", calibration_feeds())
     convert_fp16(fp32, folder / "model.fp16.onnx")
 
 

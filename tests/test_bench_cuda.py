@@ -432,8 +432,9 @@ def test_cuda_models_get_their_own_fp16_artifact_and_unquantized_optimum_export(
         Path(out).mkdir(parents=True)
         (Path(out) / "qa_engine.json").write_text("{}")
 
-    def fake_optimum(checkpoint, out, per_channel, quantize=True):
+    def fake_optimum(checkpoint, out, per_channel, quantize, workdir):
         calls.append(("optimum", quantize))
+        assert workdir == work.resolve()
         out.mkdir(parents=True, exist_ok=True)
         (out / models.OPTIMUM_FP32).write_text("")
         if quantize:

@@ -287,3 +287,16 @@ def test_report_shows_the_host_pipeline_section(fake_result):
     md = render_markdown(fake_result)
     assert "## Host pipeline against a simulated GPU" in md and "229 ns per padded token" in md
     assert "| simulated | on | 4,096 | 500 | 400 | 300 | 250 | 10 | 40 | 80% |" in md
+
+
+def test_the_report_names_each_systems_stack(fake_result):
+    fake_result["software"] = {
+        "optimum-int8": {"python": "3.11.7", "torch": "2.13.0", "transformers": "4.57.6", "optimum-onnx": "0.1.0",
+                         "onnxruntime-gpu": "1.31.1"},
+        "engine-int8": {"python": "3.11.7", "torch": "2.13.0", "transformers": "5.24.0", "onnxruntime": "1.31.1"},
+    }
+    md = render_markdown(fake_result)
+    assert "| HF pipeline, Optimum ORT dynamic int8 | 3.11.7 | 2.13.0 | 4.57.6 | 0.1.0 | 1.31.1 (-gpu) |" in md
+    assert "| qa-engine int8 (CPU) | 3.11.7 | 2.13.0 | 5.24.0 | – | 1.31.1 |" in md
+    del fake_result["software"]
+    assert "## Software per system" not in render_markdown(fake_result)

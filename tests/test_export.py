@@ -13,14 +13,16 @@ pytest.importorskip("transformers")
 pytest.importorskip("onnxscript")
 
 from qa_engine.benchmarks.parity_export import FAMILIES, tiny_checkpoint  # noqa: E402
-from qa_engine.export import onnx_export, pipeline, quantize  # noqa: E402
+from qa_engine.export import onnx_export, pipeline, quantize, validate  # noqa: E402
 from qa_engine.export.fusion import FusionError, fuse  # noqa: E402
+from qa_engine.features import WindowTokenizer  # noqa: E402
 from qa_engine.manifest import Manifest, sha256_file  # noqa: E402
 
 slow = pytest.mark.slow  # trains the tiny model (first run) or exports one
 
 SMALL = 24  # validation questions for the extra exports: enough to decode real windows, quick on 2 cores
 EXPORTERS = ("torchscript", "dynamo")
+BATCH_GAP = 0.05  # int8 |Δ logits|, a window alone vs batched: a uint8 step crossed by float rounding, at most
 
 
 def _copy_checkpoint(src: Path, dst: Path, skip: tuple[str, ...] = ()) -> Path:
@@ -37,37 +39,23 @@ def _leftovers(parent: Path) -> list[str]:
 
 
 def _int8_weight_layouts(path: Path) -> list[tuple[str, str, int, int, int]]:
-    """(op type, node, output channels, weight scales, weight zero points) of every int8 weight product.
-
-    QAttention and DynamicQuantizeMatMul take the weight scale as an input; MatMulInteger's scale is applied
-    after it, by a Mul with (activation scale x weight scale), so that product's initializer is found by its node."""
+    """(op type, node, output channels, weight scales, weight zero points) of every int8 weight product, after
+    checking that every activation scale is a constant (static int8: no DynamicQuantizeLinear left)."""
     import onnx
     from onnx import numpy_helper
 
     graph = onnx.load(str(path)).graph
     consts = {t.name: numpy_helper.to_array(t) for t in graph.initializer}
-    producer = {out: node for node in graph.node for out in node.output}
-    consumers: dict[str, list] = {}
-    for node in graph.node:
-        for name in node.input:
-            consumers.setdefault(name, []).append(node)
-
-    def after(name: str, op: str):
-        return next(n for n in consumers[name] if n.op_type == op)
-
+    assert not [n.name for n in graph.node if n.op_type.startswith("DynamicQuantize")]
     layouts = []
     for node in graph.node:
         if node.op_type == "QAttention":  # input, weight, bias, input_scale, weight_scale, mask, input_zp, weight_zp
-            weight, scale, zero = node.input[1], node.input[4], node.input[7] if len(node.input) > 7 else ""
-        elif node.op_type == "DynamicQuantizeMatMul":  # A, B, b_scale, b_zero_point, bias
-            weight, scale, zero = node.input[1], node.input[2], node.input[3] if len(node.input) > 3 else ""
-        elif node.op_type == "MatMulInteger" and node.input[1] in consts:  # A, B, a_zero_point, b_zero_point
-            weight, zero = node.input[1], node.input[3] if len(node.input) > 3 else ""
-            rescale = after(after(node.output[0], "Cast").output[0], "Mul")
-            scales = [producer[i] for i in rescale.input if i in producer and producer[i].op_type == "Mul"]
-            scale = next(i for i in scales[0].input if i in consts)
+            a_scale, weight, scale, zero = node.input[3], node.input[1], node.input[4], node.input[7]
+        elif node.op_type == "MatMulIntegerToFloat":  # A, B, a_scale, b_scale, a_zero_point, b_zero_point, bias
+            a_scale, weight, scale, zero = node.input[2], node.input[1], node.input[3], node.input[5]
         else:
             continue
+        assert a_scale in consts and consts[a_scale].size == 1, node.name
         channels = consts[weight].shape[-1]
         layouts.append((node.op_type, node.name, channels, consts[scale].size, consts[zero].size if zero else channels))
     return layouts
@@ -87,7 +75,7 @@ def test_artifact_has_every_precision_with_matching_checksums(tiny_bert_artifact
         assert (tiny_bert_artifact / name).is_file() == (tiny_bert_checkpoint / name).is_file(), name
     assert (tiny_bert_artifact / "tokenizer.json").is_file() and (tiny_bert_artifact / "config.json").is_file()
     assert not (tiny_bert_artifact / pipeline.WORK).exists()
-    assert manifest.model_type == json.loads((tiny_bert_checkpoint / "config.json").read_text())["model_type"]
+    assert manifest.model_type == "qa-engine-relbert"
     assert manifest.input_names == ["input_ids", "attention_mask", "token_type_ids"]
     assert manifest.output_names[:2] == ["start_logits", "end_logits"]
     assert manifest.opset >= onnx_export.MIN_OPSET
@@ -119,6 +107,8 @@ def test_manifest_records_validation(tiny_bert_artifact: Path) -> None:
     assert int8.validated and int8.validation["reference"] == "fp32"
     assert int8.validation["questions"] > 100
     assert int8.validation["answers_identical"] >= 0.9
+    assert int8.validation["calibration"]["windows"] >= int8.validation["calibration"]["questions"] > 100
+    assert int8.validation["batch_max_abs_diff"] <= BATCH_GAP
     fp16 = variants["fp16"]
     if not fp16.validated:  # no working CUDA provider here: the reason is recorded
         assert "not validated" in fp16.note and "CUDA" in fp16.note
@@ -151,7 +141,11 @@ def test_int8_weights_have_one_scale_per_output_channel(tiny_bert_artifact: Path
     """The measured int8 layout (export/QUANTIZATION.md) is per-channel: the benchmark figures depend on it and the
     accuracy check cannot tell it from per-tensor on the tiny model. Quantized anew, so the check sees today's code."""
     out = tmp_path / "model.int8.onnx"
-    quantize.quantize_int8(tiny_bert_artifact / "model.fp32.onnx", out)
+    examples, _ = validate.validation_examples(None, SMALL)
+    tokenizer = WindowTokenizer.from_file(tiny_bert_artifact / "tokenizer.json")
+    names = Manifest.read(tiny_bert_artifact).input_names
+    feeds = validate.calibration_feeds(examples, tokenizer, names)
+    quantize.quantize_int8(tiny_bert_artifact / "model.fp32.onnx", out, feeds)
     layouts = _int8_weight_layouts(out)
     assert len(layouts) >= 12  # 2 layers x (q, k, v, output, 2 feed-forward) at least
     for _, name, channels, scales, zero_points in layouts:
@@ -226,7 +220,7 @@ def test_failed_export_leaves_previous_artifact_untouched(
     previous = shutil.copytree(tiny_bert_artifact, tmp_path / "artifact")
     before = _tree(previous)
 
-    def failing(src: Path, dst: Path) -> None:
+    def failing(src: Path, dst: Path, feeds) -> None:
         dst.write_bytes(b"half-written")
         raise RuntimeError("injected failure")
 
@@ -422,7 +416,9 @@ def test_dynamo_fusion_feeds_the_int_mask_to_attention(tmp_path: Path) -> None:
     attention = [n for n in onnx.load(str(tmp_path / "fused.onnx")).graph.node if n.op_type == "Attention"]
     assert all(list(n.input)[3:] == ["attention_mask_mask_index"] for n in attention)
     assert not any(a.name == "qkv_hidden_sizes" for n in attention for a in n.attribute)
-    quantize.quantize_int8(tmp_path / "fused.onnx", tmp_path / "int8.onnx")
+    examples, _ = validate.validation_examples(None, SMALL)
+    feeds = validate.calibration_feeds(examples, WindowTokenizer.from_file(checkpoint.tokenizer_file), raw.input_names)
+    quantize.quantize_int8(tmp_path / "fused.onnx", tmp_path / "int8.onnx", feeds)
     assert [n.input[5] for n in _qattention(tmp_path / "int8.onnx")] == ["attention_mask_mask_index"] * len(attention)
 
 

@@ -270,10 +270,16 @@ def test_digits_get_wordpiece_merges():
 
 
 def test_auto_tokenizer_round_trip_matches_the_raw_tokenizer(tmp_path):
+    """Loadable by transformers 4.57 and 5 alike, whichever wrote it: 5 writes no special_tokens_map.json (export
+    copies it) and a class name, TokenizersBackend, that 4.57 does not know."""
     from transformers import AutoTokenizer
 
     tok = _tokenizer()
     save_tokenizer_dir(tok, tmp_path, model_max_length=384)
+    assert json.loads((tmp_path / "special_tokens_map.json").read_text(encoding="utf-8")) == {
+        "unk_token": "[UNK]", "pad_token": "[PAD]", "cls_token": "[CLS]", "sep_token": "[SEP]", "mask_token": "[MASK]"}
+    config = json.loads((tmp_path / "tokenizer_config.json").read_text(encoding="utf-8"))
+    assert config["tokenizer_class"] == "PreTrainedTokenizerFast"
     loaded = AutoTokenizer.from_pretrained(str(tmp_path))
     assert loaded.is_fast and loaded.model_max_length == 384 and loaded.padding_side == "right"
     assert (loaded.pad_token_id, loaded.unk_token_id, loaded.cls_token_id, loaded.sep_token_id,

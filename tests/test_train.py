@@ -11,7 +11,15 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 import pytest
 import torch
 from tokenizers import Tokenizer
-from transformers import AutoModelForQuestionAnswering, AutoTokenizer, TrainerCallback
+from safetensors.torch import load_file, save_file
+from transformers import (
+    AutoModelForQuestionAnswering,
+    AutoTokenizer,
+    BertConfig,
+    BertForPreTraining,
+    BertForQuestionAnswering,
+    TrainerCallback,
+)
 
 from qa_engine.config import WindowConfig
 from qa_engine.features import WindowTokenizer, answer_char_spans, answer_token_spans
@@ -19,10 +27,11 @@ from qa_engine.spans import best_spans, merge_answers
 from qa_engine.squad import DataError, load_examples
 from qa_engine.train.config import TrainConfig
 from qa_engine.train.data import training_dataset
-from qa_engine.train.model import model_input_names, tiny_config
+from qa_engine.train.model import load_model, model_input_names, tiny_config
 from qa_engine.train.synthetic import alphabet, generate, write_jsonl
 from qa_engine.train.tokenizer import save_tokenizer_dir, train_wordpiece
-from qa_engine.train.trainer import checkpoint_dir, train
+from qa_engine.train.trainer import _training_arguments, checkpoint_dir, train
+from qa_engine.train.weights import UnusedWeightsError
 
 
 @pytest.fixture(scope="module")
@@ -72,6 +81,75 @@ def test_only_bert_gets_token_type_ids():
     bert = AutoModelForQuestionAnswering.from_config(tiny_config("bert", 100))
     assert model_input_names(distil) == ("input_ids", "attention_mask")
     assert model_input_names(bert) == ("input_ids", "attention_mask", "token_type_ids")
+
+
+def test_warmup_ratio_reaches_the_scheduler_on_this_transformers(data_dir, tmp_path):
+    """transformers 5 has no warmup_ratio and reads a float warmup_steps below 1 as the ratio; 4.x reads
+    warmup_steps as a count. Either way 6% of 200 steps warm up for 12."""
+    args = _training_arguments(_config(data_dir, tmp_path / "model", warmup_ratio=0.06), tmp_path / "ckpt", False)
+    assert args.get_warmup_steps(200) == 12
+
+
+def test_a_warmup_ratio_of_one_is_refused(data_dir, tmp_path):
+    with pytest.raises(ValueError, match=r"warmup_ratio must be in \[0, 1\)"):
+        _config(data_dir, tmp_path / "model", warmup_ratio=1.0)
+
+
+# ---- checkpoints that would load as a different model ---------------------------------------------------------
+BERT = dict(hidden_size=16, num_hidden_layers=2, num_attention_heads=2, intermediate_size=32,
+            max_position_embeddings=64)
+
+
+def _bert_checkpoint(data_dir: Path, out: Path, model_class=BertForQuestionAnswering, extra: dict | None = None,
+                     **config) -> Path:
+    """A small BERT save_pretrained folder with data_dir's tokenizer, `extra` tensors added to its weights and
+    `config` keys added to its config.json (as a checkpoint of another transformers version would carry them)."""
+    tokenizer = AutoTokenizer.from_pretrained(data_dir / "tokenizer")
+    model_class(BertConfig(vocab_size=len(tokenizer), **BERT)).save_pretrained(out)
+    tokenizer.save_pretrained(out)
+    weights = load_file(out / "model.safetensors")
+    save_file({**weights, **(extra or {})}, out / "model.safetensors", metadata={"format": "pt"})
+    saved = json.loads((out / "config.json").read_text(encoding="utf-8"))
+    (out / "config.json").write_text(json.dumps({**saved, **config}), encoding="utf-8")
+    return out
+
+
+def _distance_tables(layers: int = BERT["num_hidden_layers"]) -> dict[str, torch.Tensor]:
+    size = BERT["hidden_size"] // BERT["num_attention_heads"]
+    return {f"bert.encoder.layer.{i}.attention.self.distance_embedding.weight":
+            torch.randn(2 * BERT["max_position_embeddings"] - 1, size) for i in range(layers)}
+
+
+def test_a_checkpoint_whose_layer_weights_go_unused_is_refused(data_dir, tmp_path):
+    path = _bert_checkpoint(data_dir, tmp_path / "ckpt", extra=_distance_tables(layers=1))
+    unused = r"1 tensors .* unused .*layer\.0\.attention\.self\.distance_embedding"
+    with pytest.raises(UnusedWeightsError, match=unused):
+        load_model(str(path))
+
+
+def _uses_relative_key() -> bool:
+    model = BertForQuestionAnswering(BertConfig(vocab_size=10, position_embedding_type="relative_key", **BERT))
+    return any("distance_embedding" in name for name, _ in model.named_parameters())
+
+
+def test_a_relative_key_bert_loads_only_where_this_transformers_builds_it(data_dir, tmp_path):
+    """A transformers 4 relative_key BERT: 4.x loads it whole; 5.x would run it with absolute positions
+    (position_embedding_type ignored, distance embeddings unused), so load_model refuses it naming the option."""
+    path = _bert_checkpoint(data_dir, tmp_path / "ckpt", extra=_distance_tables(),
+                            position_embedding_type="relative_key")
+    if _uses_relative_key():
+        model, _ = load_model(str(path))
+        assert sum("distance_embedding" in name for name, _ in model.named_parameters()) == BERT["num_hidden_layers"]
+    else:
+        with pytest.raises(UnusedWeightsError, match="does not implement: position_embedding_type='relative_key'"):
+            load_model(str(path))
+
+
+def test_a_pretraining_checkpoint_still_fine_tunes(data_dir, tmp_path):
+    """Its pooler and language-model heads go unused, as always when fine-tuning: they are not the model's layers."""
+    path = _bert_checkpoint(data_dir, tmp_path / "ckpt", model_class=BertForPreTraining)
+    model, _ = load_model(str(path))
+    assert isinstance(model, BertForQuestionAnswering)
 
 
 # ---- the tiny offline model --------------------------------------------------------------------------------------

@@ -1,7 +1,7 @@
 """Triton repository and client: config.pbtxt matches the ONNX model; the client answers as QAEngine does.
 
-No Triton server runs here: the model call is replaced by a local onnxruntime session. Writing the repository is
-export's job (export.triton); those tests skip where only the runtime is installed.
+Here the model call is replaced by a local onnxruntime session (tests/test_triton_live.py runs a live Triton
+server). Writing the repository is export's job (export.triton); those tests skip where only the runtime is installed.
 """
 from __future__ import annotations
 

@@ -56,5 +56,5 @@ class TrainConfig:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if not self.epochs > 0 or not self.lr > 0:
             raise ValueError(f"epochs and lr must be positive, got {self.epochs} and {self.lr}")
-        if not 0 <= self.warmup_ratio <= 1:
-            raise ValueError(f"warmup_ratio must be in [0, 1], got {self.warmup_ratio}")
+        if not 0 <= self.warmup_ratio < 1:  # transformers 5 reads a warmup of 1 or more as a step count
+            raise ValueError(f"warmup_ratio must be in [0, 1), got {self.warmup_ratio}")

@@ -34,9 +34,8 @@ def byte_level_bpe(texts: Iterable[str], vocab_size: int = 2000) -> Tokenizer:
     )
     tok.train_from_iterator(list(texts), trainer=trainer)
     _check_special_tokens(tok)
-    tok.post_processor = processors.RobertaProcessing(  # sep and cls by position: tokenizers 0.23 takes no keywords
-        ("</s>", tok.token_to_id("</s>")), ("<s>", tok.token_to_id("<s>")),
-        trim_offsets=True, add_prefix_space=False,
+    tok.post_processor = processors.RobertaProcessing(  # sep, cls by position: tokenizers 0.23 renamed cls
+        ("</s>", tok.token_to_id("</s>")), ("<s>", tok.token_to_id("<s>")), trim_offsets=True, add_prefix_space=False,
     )
     log.info("byte-level BPE: %d tokens", tok.get_vocab_size())
     return tok

@@ -24,7 +24,7 @@ from .trainer import train
 
 log = logging.getLogger(__name__)
 
-RECIPE_VERSION = 4
+RECIPE_VERSION = 5
 
 
 @dataclass(frozen=True)

@@ -5,16 +5,21 @@
 """
 from __future__ import annotations
 
+import json
 import logging
 from pathlib import Path
-from typing import Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Iterable, Mapping, Sequence
 
 from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerBase
 
 log = logging.getLogger(__name__)
 
 SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")  # ids 0..4, in this order
 HANGUL_SYLLABLE = "[\uac00-\ud7a3]"
+SPECIAL_TOKENS_MAP = "special_tokens_map.json"
 
 
 def _hangul(text: str) -> set[str]:
@@ -123,5 +128,31 @@ def save_tokenizer_dir(
         model_input_names=list(model_input_names),
         **special_tokens,
     )
-    wrapped.save_pretrained(str(out_dir))
+    save_tokenizer(wrapped, out_dir)
     log.info("saved tokenizer (%d tokens) to %s", tokenizer.get_vocab_size(), out_dir)
+
+
+V5_FAST_CLASS = "TokenizersBackend"  # transformers 5's name for PreTrainedTokenizerFast, unknown to 4.x
+
+
+def save_tokenizer(tokenizer: "PreTrainedTokenizerBase", out_dir: str | Path) -> None:
+    """tokenizer.save_pretrained(out_dir), in files that transformers 4.57 and 5 both load (`portable_files`)."""
+    tokenizer.save_pretrained(str(out_dir))
+    portable_files(tokenizer, out_dir)
+
+
+def portable_files(tokenizer: "PreTrainedTokenizerBase", out_dir: str | Path) -> None:
+    """Make the folder `tokenizer` was just saved to load on transformers 4.57 and 5 alike, with the files export
+    copies: transformers 5 writes no special_tokens_map.json and names a plain fast tokenizer's class
+    TokenizersBackend, which 4.57's AutoTokenizer refuses; this writes the map and the name 4.57 knows (which 5
+    reads as its own class)."""
+    out_dir = Path(out_dir)
+    config_file = out_dir / "tokenizer_config.json"
+    config = json.loads(config_file.read_text(encoding="utf-8"))
+    if config.get("tokenizer_class") == V5_FAST_CLASS:
+        config["tokenizer_class"] = "PreTrainedTokenizerFast"
+        config_file.write_text(json.dumps(config, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    special_map = out_dir / SPECIAL_TOKENS_MAP
+    if not special_map.is_file():
+        tokens = {k: v for k, v in tokenizer.special_tokens_map.items() if isinstance(v, str)}
+        special_map.write_text(json.dumps(tokens, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")

@@ -14,7 +14,7 @@ import json
 import logging
 import shutil
 import time
-from dataclasses import asdict
+from dataclasses import asdict, fields
 from pathlib import Path
 from typing import Sequence
 
@@ -33,6 +33,7 @@ from .config import EVAL_SPLIT, TrainConfig
 from .data import LABEL_COLUMNS, collate, training_dataset
 from .evaluation import EvalSet
 from .model import load_model, model_input_names
+from .tokenizer import portable_files
 
 log = logging.getLogger(__name__)
 
@@ -107,6 +108,14 @@ def _load(source: str | None, split: str, strict: bool) -> list[Example] | None:
     return None if source is None else load_examples(source, split, strict)
 
 
+def _warmup(ratio: float) -> dict[str, float]:
+    """The warmup argument as this transformers takes it: transformers 5 dropped warmup_ratio, and its
+    warmup_steps reads a float below 1 as the ratio of all steps (4.x reads warmup_steps as a step count)."""
+    if "warmup_ratio" in {f.name for f in fields(TrainingArguments)}:
+        return {"warmup_ratio": ratio}
+    return {"warmup_steps": ratio}
+
+
 def _training_arguments(cfg: TrainConfig, checkpoints: Path, has_eval: bool) -> TrainingArguments:
     return TrainingArguments(
         output_dir=str(checkpoints),
@@ -115,7 +124,7 @@ def _training_arguments(cfg: TrainConfig, checkpoints: Path, has_eval: bool) -> 
         gradient_accumulation_steps=cfg.grad_accum,
         learning_rate=cfg.lr,
         weight_decay=cfg.weight_decay,
-        warmup_ratio=cfg.warmup_ratio,
+        **_warmup(cfg.warmup_ratio),
         num_train_epochs=cfg.epochs,
         seed=cfg.seed,
         eval_strategy="epoch" if has_eval else "no",
@@ -211,6 +220,7 @@ def _write_output(trainer: Trainer, cfg: TrainConfig, metrics: dict) -> None:
     output = Path(cfg.output)
     with atomic_dir(output, force=cfg.force) as tmp:
         trainer.save_model(str(tmp))
+        portable_files(trainer.processing_class, tmp)
         config = {**asdict(cfg), "versions": {"torch": torch.__version__, "transformers": transformers.__version__}}
         (tmp / "train_config.json").write_text(json.dumps(config, indent=2), encoding="utf-8")
         (tmp / "metrics.json").write_text(json.dumps(metrics, indent=2), encoding="utf-8")

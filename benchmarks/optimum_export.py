@@ -1,0 +1,69 @@
+"""Optimum's own export of a checkpoint: ORTModelForQuestionAnswering (fp32) and ORTQuantizer dynamic int8
+(avx512_vnni). Run in the Optimum peer's interpreter (benchmarks/environments.py):
+`python -m qa_engine.benchmarks.optimum_export CHECKPOINT OUT [--per-tensor] [--no-int8]`."""
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+from qa_engine.atomic import atomic_dir
+
+OPTIMUM_FP32 = "model.onnx"
+OPTIMUM_INT8 = "model_quantized.onnx"
+
+
+def register_tiny_model() -> None:
+    """Make the offline tiny model (qa_engine.train.relbert) exportable by Optimum: its exporter finds a model's ONNX
+    inputs by model type (BERT's, under another name) and its library by the class's module (transformers')."""
+    from optimum.exporters.onnx.model_configs import BertOnnxConfig
+    from optimum.exporters.tasks import TasksManager
+
+    from qa_engine.train import relbert
+
+    register = TasksManager.create_register("onnx", overwrite_existing=True)
+    register(relbert.MODEL_TYPE, "question-answering")(type("RelBertOnnxConfig", (BertOnnxConfig,), {}))
+    infer = TasksManager.infer_library_from_model.__func__
+
+    def library(cls, model, *args, **kwargs):
+        return "transformers" if isinstance(model, relbert.RelBertPreTrainedModel) else infer(cls, model, *args, **kwargs)
+
+    TasksManager.infer_library_from_model = classmethod(library)
+
+
+def export_optimum(checkpoint: Path, out: Path, per_channel: bool, quantize: bool = True) -> None:
+    """Optimum's fp32 export into `out` (atomically) and, when `quantize`, its dynamic int8 beside it."""
+    from optimum.onnxruntime import ORTModelForQuestionAnswering, ORTQuantizer
+    from optimum.onnxruntime.configuration import AutoQuantizationConfig
+    from transformers import AutoTokenizer
+
+    register_tiny_model()
+    with atomic_dir(out, force=True) as tmp:
+        model = ORTModelForQuestionAnswering.from_pretrained(checkpoint, export=True, local_files_only=True)
+        model.save_pretrained(tmp)
+        AutoTokenizer.from_pretrained(checkpoint, local_files_only=True).save_pretrained(tmp)
+        del model
+        if not quantize:
+            return
+        quantizer = ORTQuantizer.from_pretrained(tmp, file_name=OPTIMUM_FP32)
+        config = AutoQuantizationConfig.avx512_vnni(is_static=False, per_channel=per_channel)
+        quantizer.quantize(quantization_config=config, save_dir=tmp)
+        if not (tmp / OPTIMUM_INT8).is_file():
+            raise RuntimeError(f"ORTQuantizer wrote no {OPTIMUM_INT8} in {tmp}")
+
+
+def main(argv: list[str]) -> int:
+    p = argparse.ArgumentParser(prog="python -m qa_engine.benchmarks.optimum_export")
+    p.add_argument("checkpoint", type=Path)
+    p.add_argument("out", type=Path)
+    p.add_argument("--per-tensor", action="store_true", help="int8 weights per tensor (default: per channel)")
+    p.add_argument("--no-int8", action="store_true", help="fp32 only")
+    args = p.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    export_optimum(args.checkpoint, args.out, per_channel=not args.per_tensor, quantize=not args.no_int8)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
