@@ -108,8 +108,11 @@ def export_attention() -> str | None:
 
 
 def load_model(checkpoint: Checkpoint) -> "PreTrainedModel":
-    """The PyTorch QA model in eval mode; corrupt or incomplete weights raise naming the weights file."""
+    """The PyTorch QA model in eval mode; corrupt or incomplete weights, or weights this transformers would leave
+    unused (an architecture option it ignores), raise naming the weights file."""
     from transformers import AutoModelForQuestionAnswering
+
+    from qa_engine.train.weights import UnusedWeightsError, refuse_unused_weights
 
     attention = export_attention()
     try:
@@ -124,6 +127,10 @@ def load_model(checkpoint: Checkpoint) -> "PreTrainedModel":
             f"{checkpoint.weights}: weights lack {len(info['missing_keys'])} tensors the model needs "
             f"(first: {', '.join(sorted(info['missing_keys'])[:5])}); is the question-answering head trained?"
         )
+    try:
+        refuse_unused_weights(model, info, checkpoint.weights)
+    except UnusedWeightsError as e:
+        raise CheckpointError(str(e)) from e
     return model.eval()
 
 

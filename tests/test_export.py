@@ -402,6 +402,20 @@ def test_fused_attention_keeps_the_padding_mask(exporter: str, tmp_path: Path) -
 
 
 @slow
+def test_weights_the_model_leaves_unused_are_refused(tmp_path: Path) -> None:
+    """A checkpoint whose layers hold tensors this transformers does not build (a transformers 4 relative_key BERT's
+    distance embeddings on transformers 5) would export as another model than the one trained: refused, named."""
+    import torch
+    from safetensors.torch import load_file, save_file
+
+    path = tiny_checkpoint("bert", tmp_path / "checkpoint")
+    weights = load_file(path / "model.safetensors")
+    weights["bert.encoder.layer.1.attention.self.distance_embedding.weight"] = torch.zeros(1023, 32)
+    save_file(weights, path / "model.safetensors", metadata={"format": "pt"})
+    with pytest.raises(onnx_export.CheckpointError, match=r"unused .*layer\.1\.attention\.self\.distance_embedding"):
+        onnx_export.load_model(onnx_export.inspect_checkpoint(path))
+
+
 def test_dynamo_fusion_feeds_the_int_mask_to_attention(tmp_path: Path) -> None:
     """onnxscript's fused Attention takes the padding mask as a float attention_bias with qkv_hidden_sizes, which
     int8 would leave in float or, without the attribute, quantize without its mask; the rewrite gives it the int mask."""
