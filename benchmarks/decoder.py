@@ -1,7 +1,12 @@
-"""Decoder micro-benchmark: qa_engine.spans (vectorized) vs the HF pipeline's per-example postprocess, same logits."""
+"""Decoder micro-benchmark: qa_engine.spans (vectorized) vs the HF pipeline's per-example postprocess, same logits.
+
+Needs transformers' question-answering pipeline (gone in 5.3): where this interpreter lacks it, the run starts
+`python -m qa_engine.benchmarks.decoder CHECKPOINT WORKLOAD.json RESULT.json` in the peers' environment."""
 from __future__ import annotations
 
+import json
 import logging
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -129,3 +134,15 @@ def decoder_benchmark(checkpoint: Path, work: Workload, n_windows: int = 64, wid
         "windows": n_windows, "width": width, "questions": case.questions, "identical_answers": True,
         "engine_ms": engine_s * 1e3, "hf_ms": hf_s * 1e3, "speedup": hf_s / engine_s,
     }
+
+
+def main(argv: list[str]) -> int:
+    """decoder_benchmark(CHECKPOINT, WORKLOAD.json) written to RESULT.json."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    checkpoint, workload, result = map(Path, argv)
+    result.write_text(json.dumps(decoder_benchmark(checkpoint, Workload.from_json(workload))), encoding="utf-8")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

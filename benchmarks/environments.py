@@ -16,8 +16,9 @@ log = logging.getLogger(__name__)
 
 # the newest optimum-onnx and the transformers range it declares (which has the question-answering pipeline)
 PEER_PINS = ("optimum-onnx==0.1.0", "transformers>=4.45,<4.58")
-# shared with this interpreter at the same versions, so that only the Optimum stack differs
-SHARED = ("torch", "onnxruntime-gpu", "onnxruntime", "numpy", "tokenizers", "tqdm", "psutil")
+# shared with this interpreter at the same versions, so that only the peers' stack differs (tokenizers is left to
+# transformers 4.57, which takes tokenizers<0.23)
+SHARED = ("torch", "onnxruntime-gpu", "onnxruntime", "numpy", "tqdm", "psutil")
 # what a system's software line in the report names
 SOFTWARE = ("torch", "transformers", "optimum-onnx", "onnxruntime-gpu", "onnxruntime")
 ENV_DIR = "env-peers"

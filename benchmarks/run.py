@@ -10,6 +10,7 @@ import logging
 import os
 import shutil
 import subprocess
+import sys
 import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -197,6 +198,20 @@ def run_dir(cfg: BenchConfig, work: Workload, speed: PreparedModel, accuracy: Pr
     return folder
 
 
+def _decoder(cfg: BenchConfig, checkpoint: Path, work: Workload, logs: Path) -> dict:
+    """The decoder micro-benchmark, in the interpreter that has the HF pipeline it compares with."""
+    python = environments.interpreter("hf", cfg.workdir)
+    if python == sys.executable:
+        return decoder_benchmark(checkpoint, work)
+    work_file, result = logs / "decoder-workload.json", logs / "decoder.json"
+    work.to_json(work_file)
+    proc = subprocess.run([python, "-m", "qa_engine.benchmarks.decoder", str(checkpoint), str(work_file), str(result)],
+                          capture_output=True, text=True, timeout=JOB_TIMEOUT_S, check=False)
+    if proc.returncode != 0:
+        raise RuntimeError(f"decoder benchmark failed: {' / '.join(proc.stderr.strip().splitlines()[-3:])}")
+    return json.loads(result.read_text(encoding="utf-8"))
+
+
 def _peaks(cfg: BenchConfig) -> dict[str, float]:
     return cuda_peaks(cfg.gemm_size) if cfg.device == "cuda" else gemm_peaks(cfg.gemm_size)
 
@@ -264,7 +279,7 @@ def run(cfg: BenchConfig, progress: bool = True) -> dict:
         runs[job.role].setdefault(job.system, []).append(result)
     peaks_end = _peaks(cfg)
     peaks = {k: max(peaks_start[k], peaks_end[k]) for k in peaks_start}
-    decoder = decoder_benchmark(speed.checkpoint, sample(examples, DECODER_QUESTIONS, cfg.seed, cfg.data))
+    decoder = _decoder(cfg, speed.checkpoint, sample(examples, DECODER_QUESTIONS, cfg.seed, cfg.data), logs)
     host_work = sample(examples, WINDOW_QUESTIONS, cfg.seed, cfg.data)
     windows = windows_benchmark(speed.checkpoint / "tokenizer.json", host_work)
     host = host_benchmark(speed.checkpoint / "tokenizer.json", host_work)

@@ -7,6 +7,8 @@ from qa_engine.benchmarks.decoder import DecoderCase, build_case
 
 # the pipeline's np.array(p_mask) on a torch tensor warns once per window under numpy 2
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
+pytest.importorskip("transformers.pipelines.question_answering",
+                    reason="transformers removed its question-answering pipeline in 5.3")
 
 
 @pytest.fixture(scope="module")

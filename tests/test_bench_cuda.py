@@ -517,6 +517,7 @@ def test_cuda_run_wires_jobs_into_one_report(monkeypatch, tmp_path):
     monkeypatch.setattr(run_module, "gemm_peaks", lambda n: pytest.fail("CPU GEMM peaks in a CUDA run"))
     monkeypatch.setattr(run_module, "profile_engine", lambda *a: pytest.fail("CPU profile in a CUDA run"))
     monkeypatch.setattr(run_module, "run_job", fake_job)
+    monkeypatch.setattr(run_module.environments, "interpreter", lambda family, workdir: "python")  # no peers' env
     monkeypatch.setattr(run_module, "sample", lambda *a: work)
     monkeypatch.setattr(run_module, "decoder_benchmark", lambda *a: None)
     monkeypatch.setattr(run_module, "windows_benchmark", lambda *a: None)

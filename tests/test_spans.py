@@ -108,7 +108,9 @@ def test_null_answer_uses_the_smallest_null_score_over_windows():
 def test_korean_answers_stay_sub_word_where_the_pipeline_default_widens_them():
     """With whitespace words split into pieces (as mBERT does: 서 ##울 ##에), the pipeline's default
     align_to_words=True widens 서울 to 서울에; qa-engine keeps the model's span, like align_to_words=False."""
-    pytest.importorskip("transformers")
+    pytest.importorskip("transformers.pipelines.question_answering",
+                        reason="transformers removed its question-answering pipeline in 5.3 (scripts/test_compat.sh "
+                               "runs this on 4.57)")
     from tokenizers import Tokenizer, models, pre_tokenizers, processors
     from transformers import DistilBertConfig, DistilBertForQuestionAnswering, PreTrainedTokenizerFast, pipeline
 
