@@ -24,7 +24,7 @@ from .trainer import train
 
 log = logging.getLogger(__name__)
 
-RECIPE_VERSION = 5
+RECIPE_VERSION = 6
 
 
 @dataclass(frozen=True)
@@ -35,7 +35,7 @@ class TinyRecipe:
     dev_contexts: int = 100
     heldout_contexts: int = 300
     distractor_contexts: int = 150
-    epochs: float = 3.0
+    epochs: float = 4.0  # 3 epochs of the relbert model on 2 threads: 95.8 / 93.9 EM and 15 of 16 bundled questions
     lr: float = 1e-3
     batch_size: int = 32
     warmup_ratio: float = 0.06
