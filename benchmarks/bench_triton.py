@@ -24,7 +24,7 @@ from typing import Callable, Sequence
 
 from qa_engine import QAEngine
 from qa_engine.triton_client import TritonQAClient
-from qa_engine.triton_serve import ENGINE_MODEL, RAW_MODEL, Address, ServeOptions, TritonServer
+from qa_engine.triton_serve import ENGINE_MODEL, RAW_MODEL, Address, ServeOptions, TritonServer, free_ports
 
 from .bench_concurrency import Pair, Row, Run, format_table, load_pairs, run_threads
 
@@ -142,19 +142,6 @@ def bench(artifact: str, pairs: Sequence[Pair], settings: Settings, workspace: P
         run_threads(raw, warm, s.clients)
         rows.append(_served(server, "TritonQAClient, raw", RAW_MODEL, raw, pairs, s.clients))
     return rows
-
-
-def free_ports(n: int) -> list[int]:
-    """`n` TCP ports free on 127.0.0.1 just now."""
-    import socket
-
-    sockets = [socket.socket() for _ in range(n)]
-    for sock in sockets:
-        sock.bind(("127.0.0.1", 0))
-    ports = [sock.getsockname()[1] for sock in sockets]
-    for sock in sockets:
-        sock.close()
-    return ports
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -26,8 +25,8 @@ import pytest
 from qa_engine import QAEngine
 from qa_engine.manifest import Manifest
 from qa_engine.triton_serve import (
-    ENGINE_MODEL, RAW_MODEL, Address, Bundle, ServeOptions, TritonServer, TritonUnavailable, server_environment,
-    write_repository,
+    ENGINE_MODEL, RAW_MODEL, Address, Bundle, ServeOptions, TritonServer, TritonUnavailable, free_ports,
+    server_environment, write_repository,
 )
 from tests.fixtures import qa_pairs
 from tests.test_triton import parse_pbtxt
@@ -38,21 +37,11 @@ PAIRS = [*qa_pairs(40, seed=18), ("누가 훈민정음을 창제하였나?", LON
 QUEUE_DELAY_US = 20_000  # long enough that concurrent requests share Triton batches
 
 
-def _free_ports(n: int) -> list[int]:
-    sockets = [socket.socket() for _ in range(n)]
-    for s in sockets:
-        s.bind(("127.0.0.1", 0))
-    ports = [s.getsockname()[1] for s in sockets]
-    for s in sockets:
-        s.close()
-    return ports
-
-
 def _start(server_for: Callable[[Address], TritonServer]) -> TritonServer:
     """A started server (three tries on fresh ports: another process may take a free port first), or a skip."""
     error: TritonUnavailable | None = None
     for _ in range(3):
-        http, grpc = _free_ports(2)
+        http, grpc = free_ports(2)
         server = server_for(Address("127.0.0.1", http, grpc, 0))
         try:
             return server.start(timeout_s=180)
@@ -237,7 +226,7 @@ def test_stubs_run_this_interpreters_libpython(live) -> None:
 
 def test_a_server_that_exits_is_reported_with_its_log(random_artifact: Path, tmp_path: Path) -> None:
     (tmp_path / "backends" / "python").mkdir(parents=True)
-    server = TritonServer(random_artifact, ServeOptions(precision="fp32"), Address("127.0.0.1", *_free_ports(2), 0),
+    server = TritonServer(random_artifact, ServeOptions(precision="fp32"), Address("127.0.0.1", *free_ports(2), 0),
                           workspace=tmp_path / "ws", log_file=tmp_path / "server.log", binary="/bin/false",
                           backends=tmp_path / "backends")
     with pytest.raises(TritonUnavailable, match="exited with status 1"):
@@ -409,7 +398,7 @@ def test_serve_triton_command_serves_until_signalled(random_artifact: Path, tmp_
     pytest.importorskip("tritonclient.http")
     import tritonclient.http as httpclient
 
-    http, grpc = _free_ports(2)
+    http, grpc = free_ports(2)
     env = {**os.environ, "TMPDIR": str(tmp_path)}
     command = [sys.executable, "-m", "qa_engine.cli", "serve-triton", "--model", str(random_artifact),
                "--precision", "fp32", "--http-port", str(http), "--grpc-port", str(grpc), "--metrics-port", "0",
