@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 from pathlib import Path
 
@@ -517,7 +518,8 @@ def test_cuda_run_wires_jobs_into_one_report(monkeypatch, tmp_path):
     monkeypatch.setattr(run_module, "gemm_peaks", lambda n: pytest.fail("CPU GEMM peaks in a CUDA run"))
     monkeypatch.setattr(run_module, "profile_engine", lambda *a: pytest.fail("CPU profile in a CUDA run"))
     monkeypatch.setattr(run_module, "run_job", fake_job)
-    monkeypatch.setattr(run_module.environments, "interpreter", lambda family, workdir: "python")  # no peers' env
+    # every system in this interpreter (no peers' environment), so the decoder benchmark runs in-process, replaced
+    monkeypatch.setattr(run_module.environments, "interpreter", lambda family, workdir: sys.executable)
     monkeypatch.setattr(run_module, "sample", lambda *a: work)
     monkeypatch.setattr(run_module, "decoder_benchmark", lambda *a: None)
     monkeypatch.setattr(run_module, "windows_benchmark", lambda *a: None)
