@@ -34,7 +34,18 @@ def _rss_mb() -> float:
 
 
 def _peak_rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
+    """This process's own peak resident memory. Linux's ru_maxrss is no use here: a spawned child starts with its
+    parent's high-water mark (it survives fork and exec), so a harness that had built a model in memory would show
+    as every worker's peak. VmHWM belongs to this process's own address space; ru_maxrss only where there is none."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024  # kB
+    except OSError:
+        pass
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / 2**20 if sys.platform == "darwin" else peak / 1024  # bytes on macOS, KiB on Linux and the BSDs
 
 
 def load(system: str, model: dict) -> Runner:

@@ -300,3 +300,18 @@ def test_the_report_names_each_systems_stack(fake_result):
     assert "| qa-engine int8 (CPU) | 3.11.7 | 2.13.0 | 5.24.0 | – | 1.31.1 |" in md
     del fake_result["software"]
     assert "## Software per system" not in render_markdown(fake_result)
+
+
+def test_a_workers_peak_memory_is_its_own_not_its_parents():
+    """The harness holds built models in memory when it starts a system's worker: the worker's peak RSS must not
+    start from the harness's (Linux's ru_maxrss does: every system once showed the same 5.8 GB)."""
+    import subprocess
+    import sys
+
+    from qa_engine.benchmarks.worker import _peak_rss_mb
+
+    held = np.ones(2**30 // 8)  # 1 GiB, touched
+    assert _peak_rss_mb() >= held.nbytes / 2**20
+    code = "from qa_engine.benchmarks.worker import _peak_rss_mb; print(_peak_rss_mb())"
+    child = float(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout)
+    assert 0 < child < held.nbytes / 2**20 / 2
