@@ -302,6 +302,32 @@ def test_the_report_names_each_systems_stack(fake_result):
     assert "## Software per system" not in render_markdown(fake_result)
 
 
+def test_int8_scales_times_the_static_graph_beside_the_dynamic_one(random_artifact, tmp_path):
+    """benchmarks/int8_scales.py: the copy it times as "dynamic" really has per-call scales and loads under checksum
+    verification, the artifact's own int8 has none, and the figures are per variant over the same windows."""
+    onnx = pytest.importorskip("onnx")
+    from qa_engine.benchmarks.int8_scales import compare, dynamic_copy
+    from qa_engine.benchmarks.workload import Workload
+    from tests.fixtures import qa_pairs
+
+    def op_types(artifact: Path) -> set[str]:
+        return {n.op_type for n in onnx.load(str(artifact / "model.int8.onnx")).graph.node}
+
+    dynamic = dynamic_copy(random_artifact, tmp_path / "dynamic")
+    assert "DynamicQuantizeLinear" in op_types(dynamic) and "DynamicQuantizeLinear" not in op_types(random_artifact)
+    assert "QuantizeLinear" in op_types(random_artifact)
+
+    triples = qa_pairs(12, seed=5)
+    work = Workload("x", 0, tuple(f"q{i}" for i in range(12)), tuple(q for q, _, _ in triples),
+                    tuple(c for _, c, _ in triples), {})
+    result = compare(random_artifact, work, batch_size=4, rounds=2)
+    assert result["questions"] == 12 and result["windows"] >= 12
+    for variant in ("static", "dynamic"):
+        assert result[variant]["questions_per_s"] > 0 and result[variant]["cpu_ms_per_window"] > 0
+    assert result["static_over_dynamic_throughput"] == pytest.approx(
+        result["static"]["questions_per_s"] / result["dynamic"]["questions_per_s"])
+
+
 def test_a_workers_peak_memory_is_its_own_not_its_parents():
     """The harness holds built models in memory when it starts a system's worker: the worker's peak RSS must not
     start from the harness's (Linux's ru_maxrss does: every system once showed the same 5.8 GB)."""
