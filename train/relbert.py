@@ -111,12 +111,13 @@ class RelBertSelfAttention(nn.Module):
         return context.view(*context.shape[:2], self.all_head_size)
 
 
-class RelBertSelfOutput(nn.Module):
-    """Projection of the attention heads, dropout, residual and layer norm."""
+class RelBertResidualOutput(nn.Module):
+    """Projection back to the hidden size, dropout, residual and layer norm: BERT's `attention.output` (from the
+    heads, `in_features` = hidden) and `output` (from the feed-forward expansion, `in_features` = intermediate)."""
 
-    def __init__(self, config: RelBertConfig):
+    def __init__(self, config: RelBertConfig, in_features: int):
         super().__init__()
-        self.dense = nn.Linear(config.hidden_size, config.hidden_size)
+        self.dense = nn.Linear(in_features, config.hidden_size)
         self.LayerNorm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
         self.dropout = nn.Dropout(config.hidden_dropout_prob)
 
@@ -130,7 +131,7 @@ class RelBertAttention(nn.Module):
     def __init__(self, config: RelBertConfig):
         super().__init__()
         self.self = RelBertSelfAttention(config)
-        self.output = RelBertSelfOutput(config)
+        self.output = RelBertResidualOutput(config, config.hidden_size)
 
     def forward(self, hidden_states: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         return self.output(self.self(hidden_states, attention_mask), hidden_states)
@@ -148,19 +149,6 @@ class RelBertIntermediate(nn.Module):
         return self.intermediate_act_fn(self.dense(hidden_states))
 
 
-class RelBertOutput(nn.Module):
-    """The feed-forward block's projection, dropout, residual and layer norm."""
-
-    def __init__(self, config: RelBertConfig):
-        super().__init__()
-        self.dense = nn.Linear(config.intermediate_size, config.hidden_size)
-        self.LayerNorm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
-        self.dropout = nn.Dropout(config.hidden_dropout_prob)
-
-    def forward(self, hidden_states: torch.Tensor, input_tensor: torch.Tensor) -> torch.Tensor:
-        return self.LayerNorm(self.dropout(self.dense(hidden_states)) + input_tensor)
-
-
 class RelBertLayer(nn.Module):
     """One transformer layer: attention, then feed-forward."""
 
@@ -168,7 +156,7 @@ class RelBertLayer(nn.Module):
         super().__init__()
         self.attention = RelBertAttention(config)
         self.intermediate = RelBertIntermediate(config)
-        self.output = RelBertOutput(config)
+        self.output = RelBertResidualOutput(config, config.intermediate_size)
 
     def forward(self, hidden_states: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         attended = self.attention(hidden_states, attention_mask)
