@@ -30,12 +30,12 @@ log = logging.getLogger(__name__)
 
 def dynamic_copy(artifact: Path, out: Path) -> Path:
     """`artifact` copied to `out` with its int8 variant replaced by the dynamic-scale graph of its fp32 one."""
-    from qa_engine.export.quantize import _quantize_dynamic
+    from qa_engine.export.quantize import quantize_dynamic_int8
 
     shutil.copytree(artifact, out)
     manifest = Manifest.read(out)
     int8 = out / manifest.variants["int8"].file
-    _quantize_dynamic(out / manifest.variants["fp32"].file, int8)
+    quantize_dynamic_int8(out / manifest.variants["fp32"].file, int8)
     manifest.variants["int8"].sha256 = sha256_file(int8)
     manifest.write(out)
     return out

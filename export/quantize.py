@@ -55,7 +55,7 @@ def quantize_int8(src: Path, dst: Path, feeds: Iterable[dict[str, np.ndarray]]) 
 
     with tempfile.TemporaryDirectory(prefix="int8-", dir=dst.parent) as tmp:
         dynamic = Path(tmp) / "dynamic.onnx"
-        _quantize_dynamic(src, dynamic)
+        quantize_dynamic_int8(src, dynamic)
         model = onnx.load(str(dynamic))
     activations = [n.input[0] for n in model.graph.node if n.op_type == "DynamicQuantizeLinear"]
     calibration = calibrate(src, activations, feeds)
@@ -66,7 +66,7 @@ def quantize_int8(src: Path, dst: Path, feeds: Iterable[dict[str, np.ndarray]]) 
     return calibration
 
 
-def _quantize_dynamic(src: Path, dst: Path) -> None:
+def quantize_dynamic_int8(src: Path, dst: Path) -> None:
     """onnxruntime's dynamic int8 graph: the weights quantized, each activation behind a DynamicQuantizeLinear."""
     import onnx
     from onnxruntime.quantization import QuantType, quantize_dynamic

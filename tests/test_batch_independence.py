@@ -76,7 +76,7 @@ def test_the_check_catches_per_call_activation_scales(random_artifact: Path, tmp
     the check above must fail on it."""
     quantize = pytest.importorskip("qa_engine.export.quantize")
     artifact = shutil.copytree(random_artifact, tmp_path / "artifact")
-    quantize._quantize_dynamic(RANDOM_MODEL / "model.fp32.onnx", artifact / "model.int8.onnx")
+    quantize.quantize_dynamic_int8(RANDOM_MODEL / "model.fp32.onnx", artifact / "model.int8.onnx")
     manifest = Manifest.read(artifact)
     manifest.variants["int8"].sha256 = sha256_file(artifact / "model.int8.onnx")
     manifest.write(artifact)
