@@ -9,6 +9,7 @@ import logging
 import subprocess
 import sys
 from pathlib import Path
+from typing import Sequence
 
 from qa_engine.manifest import installed_versions
 
@@ -88,11 +89,24 @@ def peer_environment(workdir: Path) -> Path:
     for step in steps:
         proc = subprocess.run(step, capture_output=True, text=True, check=False)
         if proc.returncode != 0:
-            tail = " / ".join((proc.stderr or proc.stdout).strip().splitlines()[-3:])
-            raise PeerEnvironmentError(f"making the peers' environment failed ({' '.join(step[:4])} ...): {tail}; "
+            raise PeerEnvironmentError(f"making the peers' environment failed ({' '.join(step[:4])} ...): "
+                                       f"{output_tail(proc)}; "
                                     "leave the hf and optimum systems out with --systems")
     done.write_text(wanted, encoding="utf-8")
     return python
+
+
+def run_module(python: str, module: str, args: Sequence[str], what: str, timeout: float | None = None) -> None:
+    """`python -m module args` (a step run in the peers' interpreter); a failure raises RuntimeError naming `what`,
+    the exit status and the last lines the step printed."""
+    proc = subprocess.run([python, "-m", module, *args], capture_output=True, text=True, timeout=timeout, check=False)
+    if proc.returncode != 0:
+        raise RuntimeError(f"{what} failed (exit {proc.returncode}): {output_tail(proc)}")
+
+
+def output_tail(proc: subprocess.CompletedProcess, lines: int = 3) -> str:
+    """The last lines a finished command printed (stderr, else stdout), joined on one line."""
+    return " / ".join((proc.stderr or proc.stdout).strip().splitlines()[-lines:])
 
 
 def software() -> dict[str, str]:

@@ -8,7 +8,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import subprocess
 import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -120,12 +119,8 @@ def export_optimum(checkpoint: Path, out: Path, per_channel: bool, quantize: boo
     if python == sys.executable:
         optimum_export.export_optimum(checkpoint, out, per_channel, quantize)
         return
-    command = [python, "-m", "qa_engine.benchmarks.optimum_export", str(checkpoint), str(out)]
-    command += ["--per-tensor"] * (not per_channel) + ["--no-int8"] * (not quantize)
-    proc = subprocess.run(command, capture_output=True, text=True, check=False)
-    if proc.returncode != 0:
-        tail = " / ".join((proc.stderr or proc.stdout).strip().splitlines()[-3:])
-        raise RuntimeError(f"Optimum's export of {checkpoint} failed (exit {proc.returncode}): {tail}")
+    args = [str(checkpoint), str(out), *["--per-tensor"] * (not per_channel), *["--no-int8"] * (not quantize)]
+    environments.run_module(python, "qa_engine.benchmarks.optimum_export", args, f"Optimum's export of {checkpoint}")
 
 
 def _prepare(role: str, description: str, folder: Path, checkpoint: Path, random_weights: bool,

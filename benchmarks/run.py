@@ -205,10 +205,8 @@ def _decoder(cfg: BenchConfig, checkpoint: Path, work: Workload, logs: Path) -> 
         return decoder_benchmark(checkpoint, work)
     work_file, result = logs / "decoder-workload.json", logs / "decoder.json"
     work.to_json(work_file)
-    proc = subprocess.run([python, "-m", "qa_engine.benchmarks.decoder", str(checkpoint), str(work_file), str(result)],
-                          capture_output=True, text=True, timeout=JOB_TIMEOUT_S, check=False)
-    if proc.returncode != 0:
-        raise RuntimeError(f"decoder benchmark failed: {' / '.join(proc.stderr.strip().splitlines()[-3:])}")
+    environments.run_module(python, "qa_engine.benchmarks.decoder", [str(checkpoint), str(work_file), str(result)],
+                            "decoder benchmark", JOB_TIMEOUT_S)
     return json.loads(result.read_text(encoding="utf-8"))
 
 

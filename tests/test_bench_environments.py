@@ -76,3 +76,15 @@ def test_requirements_pin_the_shared_packages_at_this_interpreters_versions():
     assert wanted[-len(environments.PEER_PINS):] == list(environments.PEER_PINS)
     assert not any("+" in r for r in wanted)  # local build tags (2.13.0+cpu) are not on an index
 
+
+
+def test_a_step_in_the_peers_interpreter_fails_with_what_it_printed(tmp_path):
+    environments.run_module(sys.executable, "json.tool", [str(_json(tmp_path, "{}"))], "reading")
+    with pytest.raises(RuntimeError, match=r"reading failed \(exit 1\): .*Expecting value"):
+        environments.run_module(sys.executable, "json.tool", [str(_json(tmp_path, "not json"))], "reading")
+
+
+def _json(folder: Path, text: str) -> Path:
+    path = folder / "data.json"
+    path.write_text(text, encoding="utf-8")
+    return path
