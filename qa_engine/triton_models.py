@@ -13,6 +13,7 @@ from typing import Any, Callable, Sequence, TypeVar, cast
 
 import numpy as np
 
+from .inputs import check_text
 from .types import AnswerDict
 
 log = logging.getLogger(__name__)
@@ -68,9 +69,7 @@ def _texts(request: Any, name: str) -> list[str]:
             text = value.decode("utf-8") if isinstance(value, bytes) else str(value)
         except UnicodeDecodeError as e:
             raise ValueError(f"{name} {row} is not UTF-8 ({e})") from e
-        if not text.strip():
-            raise ValueError(f"{name} {row} is empty")
-        texts.append(text)
+        texts.append(check_text(text, f"{name} {row}"))
     return texts
 
 
