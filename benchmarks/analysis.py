@@ -5,7 +5,7 @@ import math
 from typing import Iterable
 
 from qa_engine.engine import STAGES
-from qa_engine.metrics import evaluate
+from qa_engine.formats.metrics import evaluate
 
 from .flops import ModelShape, model_flops
 from .systems import SYSTEMS, baseline_for

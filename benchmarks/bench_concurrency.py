@@ -24,7 +24,7 @@ from typing import Awaitable, Callable, Sequence
 import numpy as np
 
 from qa_engine import QAEngine
-from qa_engine.squad import iter_examples
+from qa_engine.formats.squad import iter_examples
 
 log = logging.getLogger(__name__)
 

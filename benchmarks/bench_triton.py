@@ -23,8 +23,15 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 from qa_engine import QAEngine
-from qa_engine.triton_client import TritonQAClient
-from qa_engine.triton_serve import ENGINE_MODEL, RAW_MODEL, Address, ServeOptions, TritonServer, free_ports
+from qa_engine.serving.triton.client import TritonQAClient
+from qa_engine.serving.triton.server import (
+    ENGINE_MODEL,
+    RAW_MODEL,
+    Address,
+    ServeOptions,
+    TritonServer,
+    free_ports,
+)
 
 from .bench_concurrency import Pair, Row, Run, format_table, load_pairs, run_threads
 
@@ -164,7 +171,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    logging.getLogger("qa_engine.triton_client").setLevel(logging.WARNING)  # one line per client thread otherwise
+    logging.getLogger("qa_engine.serving.triton.client").setLevel(logging.WARNING)  # one line per client thread otherwise
     settings = Settings(args.clients, args.workers, args.intra_op_threads, args.model_batch_size,
                         args.max_batch_size, args.max_wait_ms, args.precision)
     pairs = load_pairs(args.data, args.questions, context_chars=args.context_chars)

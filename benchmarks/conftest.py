@@ -6,9 +6,14 @@ import hashlib
 from pathlib import Path
 
 import pytest
-
 from qa_engine.benchmarks.workload import Workload, sample
-from tests.fixtures import cache_dir, korquad_path, quick_distilbert_artifact, quick_distilbert_checkpoint  # noqa: F401
+
+from tests.fixtures import (  # noqa: F401
+    cache_dir,
+    korquad_path,
+    quick_distilbert_artifact,
+    quick_distilbert_checkpoint,
+)
 
 QUESTIONS = 256
 
@@ -17,8 +22,9 @@ QUESTIONS = 256
 def tokenizer_dir(request: pytest.FixtureRequest, workload: Workload) -> Path:
     """A WordPiece tokenizer trained on the workload's text, saved for AutoTokenizer (all the decoders need)."""
     from qa_engine.benchmarks.models import train_speed_tokenizer
-    from qa_engine.squad import Example
     from qa_engine.train.tokenizer import save_tokenizer_dir
+
+    from qa_engine.formats.squad import Example
 
     digest = hashlib.sha256("\n".join(workload.ids).encode()).hexdigest()[:12]
     out = cache_dir(request, f"bench-tokenizer-{digest}")
@@ -31,13 +37,14 @@ def tokenizer_dir(request: pytest.FixtureRequest, workload: Workload) -> Path:
 @pytest.fixture(scope="session")
 def workload() -> Workload:
     """256 KorQuAD dev questions when the data set is here (KORQUAD_DEV overrides the path), else synthetic ones."""
-    from qa_engine.squad import load_examples
+    from qa_engine.formats.squad import load_examples
 
     path = korquad_path()
     if path.is_file():
         return sample(load_examples(path), QUESTIONS, 0, str(path))
-    from qa_engine.squad import make_example
     from qa_engine.train.synthetic import generate
+
+    from qa_engine.formats.squad import make_example
 
     records = generate(QUESTIONS, seed=1, split="heldout")
     return sample([make_example(r, "synthetic") for r in records], QUESTIONS, 0, "synthetic")

@@ -1,4 +1,4 @@
-"""Decoder micro-benchmark: qa_engine.spans (vectorized) vs the HF pipeline's per-example postprocess, same logits.
+"""Decoder micro-benchmark: qa_engine.core.spans (vectorized) vs the HF pipeline's per-example postprocess, same logits.
 
 Needs transformers' question-answering pipeline (gone in 5.3): where this interpreter lacks it, the run starts
 `python -m qa_engine.benchmarks.decoder CHECKPOINT WORKLOAD.json RESULT.json` in the peers' environment."""
@@ -13,9 +13,9 @@ from typing import Callable
 
 import numpy as np
 
-from qa_engine.config import DecodeConfig, WindowConfig
-from qa_engine.features import Windows, WindowTokenizer
-from qa_engine.spans import best_spans, merge_answers
+from qa_engine.core.config import DecodeConfig, WindowConfig
+from qa_engine.core.spans import best_spans, merge_answers
+from qa_engine.core.windows import Windows, WindowTokenizer
 
 from .hardware import best_seconds
 from .workload import Workload
@@ -26,7 +26,12 @@ log = logging.getLogger(__name__)
 def hf_pipeline(checkpoint: Path):
     """A question-answering pipeline around the checkpoint's tokenizer; postprocess never touches the model,
     so a one-layer stand-in keeps this cheap."""
-    from transformers import AutoTokenizer, DistilBertConfig, DistilBertForQuestionAnswering, pipeline
+    from transformers import (
+        AutoTokenizer,
+        DistilBertConfig,
+        DistilBertForQuestionAnswering,
+        pipeline,
+    )
 
     tokenizer = AutoTokenizer.from_pretrained(checkpoint, local_files_only=True)
     stand_in = DistilBertForQuestionAnswering(

@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
-from qa_engine.manifest import installed_versions
+from qa_engine.artifacts.manifest import installed_versions
 
 log = logging.getLogger(__name__)
 

@@ -20,7 +20,7 @@ ISA_FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_tile", "amx_b
 
 def cpu_info() -> dict:
     """CPU model, logical/physical cores and the matrix-relevant instruction-set flags."""
-    from qa_engine.runtime import physical_cores
+    from qa_engine.runners.sessions import physical_cores
 
     model, flags = platform.processor() or "unknown", set()
     try:
@@ -96,7 +96,7 @@ def ort_int8_peak(n: int = 4096, repeats: int = 3) -> float:
     """Integer op/s of onnxruntime MatMulInteger (uint8 x int8 -> int32) on n x n x n, CPU provider."""
     import onnxruntime as ort
 
-    from qa_engine.runtime import session_options
+    from qa_engine.runners.sessions import session_options
 
     session = ort.InferenceSession(matmul_integer_model(n), sess_options=session_options(),
                                    providers=["CPUExecutionProvider"])
@@ -122,8 +122,8 @@ def gemm_peaks(n: int = 4096, repeats: int = 3) -> dict[str, float]:
 def cuda_problems() -> list[str]:
     """Why `qa-engine bench --device cuda` cannot run here (empty when it can): PyTorch must see a CUDA GPU
     (the HF pipeline systems, the matrix peaks) and onnxruntime must create a CUDA session (Optimum, qa-engine)."""
-    from qa_engine.doctor import diagnose
-    from qa_engine.runtime import CUDA
+    from qa_engine.runners.doctor import diagnose
+    from qa_engine.runners.sessions import CUDA
 
     problems = []
     try:

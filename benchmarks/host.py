@@ -13,9 +13,9 @@ from pathlib import Path
 
 import numpy as np
 
+from qa_engine.core.runner import Logits
+from qa_engine.core.windows import WindowTokenizer
 from qa_engine.engine import STAGES, EngineSettings, QAEngine
-from qa_engine.features import WindowTokenizer
-from qa_engine.runners import Logits
 
 from .workload import Workload
 

@@ -20,8 +20,8 @@ import time
 from pathlib import Path
 
 from qa_engine import QAEngine
-from qa_engine.features import WindowTokenizer
-from qa_engine.manifest import Manifest, sha256_file
+from qa_engine.artifacts.manifest import Manifest, sha256_file
+from qa_engine.core.windows import WindowTokenizer
 
 from .workload import Workload, load_workload
 

@@ -13,8 +13,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Sequence
 
-from qa_engine.atomic import atomic_dir
-from qa_engine.squad import Example
+from qa_engine.artifacts.atomic import atomic_dir
+from qa_engine.formats.squad import Example
 
 from . import environments, optimum_export
 from .flops import ModelShape
@@ -96,9 +96,8 @@ def train_speed_tokenizer(examples: Sequence[Example]):
 def build_speed_checkpoint(out: Path, examples: Sequence[Example], seed: int) -> dict:
     """save_pretrained folder: random-weight DistilBERT QA model of the mBERT shape plus the trained tokenizer."""
     import torch
-    from transformers import DistilBertConfig, DistilBertForQuestionAnswering
-
     from qa_engine.train.tokenizer import save_tokenizer_dir
+    from transformers import DistilBertConfig, DistilBertForQuestionAnswering
 
     tok, ratio = train_speed_tokenizer(examples)
     torch.manual_seed(seed)
@@ -126,10 +125,9 @@ def export_optimum(checkpoint: Path, out: Path, per_channel: bool, quantize: boo
 def _prepare(role: str, description: str, folder: Path, checkpoint: Path, random_weights: bool,
              per_channel: bool, extra: dict, device: str = "cpu") -> PreparedModel:
     """Export the artifact and Optimum variants `device` needs of `checkpoint` into `folder` (skipped when cached)."""
-    from transformers import AutoConfig
-
     from qa_engine.export.pipeline import export_artifact
     from qa_engine.train import relbert  # noqa: F401  (registers the offline tiny model's type)
+    from transformers import AutoConfig
 
     artifact, optimum = folder / ARTIFACT_DIRS[device], folder / "optimum"
     precisions = ARTIFACT_PRECISIONS[device]

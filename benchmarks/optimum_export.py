@@ -8,7 +8,7 @@ import logging
 import sys
 from pathlib import Path
 
-from qa_engine.atomic import atomic_dir
+from qa_engine.artifacts.atomic import atomic_dir
 
 OPTIMUM_FP32 = "model.onnx"
 OPTIMUM_INT8 = "model_quantized.onnx"
@@ -19,7 +19,6 @@ def register_tiny_model() -> None:
     inputs by model type (BERT's, under another name) and its library by the class's module (transformers')."""
     from optimum.exporters.onnx.model_configs import BertOnnxConfig
     from optimum.exporters.tasks import TasksManager
-
     from qa_engine.train import relbert
 
     register = TasksManager.create_register("onnx", overwrite_existing=True)

@@ -63,19 +63,19 @@ def profile_engine(artifact: Path, precision: str, work: Workload, shape: ModelS
     """Run the engine over the workload with a profiling session in place of its own; summarize the trace."""
     import onnxruntime as ort
 
-    from qa_engine import runtime
+    from qa_engine.core.runner import OnnxRunner
     from qa_engine.engine import QAEngine
-    from qa_engine.runners import OnnxRunner
+    from qa_engine.runners import sessions
 
     from .systems import counted
 
     loaded = QAEngine.from_pretrained(artifact, provider="cpu", precision=precision, verify=False)
     model_file = artifact / json.loads((artifact / "qa_engine.json").read_text())["variants"][precision]["file"]
     with tempfile.TemporaryDirectory(prefix="ort-profile-") as tmp:
-        options = runtime.session_options()
+        options = sessions.session_options()
         options.enable_profiling = True
         options.profile_file_prefix = str(Path(tmp) / precision)
-        session = ort.InferenceSession(str(model_file), sess_options=options, providers=[runtime.CPU])
+        session = ort.InferenceSession(str(model_file), sess_options=options, providers=[sessions.CPU])
         engine = QAEngine(OnnxRunner(session, "cpu", precision, loaded.runner.input_names), loaded.tokenizer,
                           loaded.settings)
         warmup, measured = TokenCounts(), TokenCounts()

@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 from typing import Callable, Iterator
 
-from qa_engine.manifest import installed_versions
+from qa_engine.artifacts.manifest import installed_versions
 
 log = logging.getLogger(__name__)
 
@@ -32,11 +32,16 @@ TINY = dict(hidden_size=128, num_hidden_layers=2, num_attention_heads=4, interme
 def tiny_checkpoint(family: str, out: Path, seed: int = 0) -> Path:
     """A random tiny QA model of `family` (2 layers, dim 128, absolute positions) with its tokenizer kind:
     WordPiece for bert, distilbert and electra, byte-level BPE for roberta, Unigram for xlm-roberta."""
-    from transformers import (BertConfig, DistilBertConfig, ElectraConfig, RobertaConfig, XLMRobertaConfig)
-
     from qa_engine.train.subword import byte_level_bpe, save_subword_tokenizer, unigram
     from qa_engine.train.synthetic import alphabet, generate
     from qa_engine.train.tokenizer import save_tokenizer_dir, train_wordpiece
+    from transformers import (
+        BertConfig,
+        DistilBertConfig,
+        ElectraConfig,
+        RobertaConfig,
+        XLMRobertaConfig,
+    )
 
     records = generate(150, seed=1, split="train")
     texts = [*dict.fromkeys(r["context"] for r in records), *(r["question"] for r in records)]
@@ -81,7 +86,7 @@ def save_random(config, out: Path, seed: int) -> Path:
 def mbert_checkpoint(out: Path, data: Path, seed: int = 0) -> Path:
     """The benchmark's speed model: distilbert-base-multilingual-cased's shape, random weights, a WordPiece
     vocabulary trained on the KorQuAD dev contexts (benchmarks/models.py)."""
-    from qa_engine.squad import load_examples
+    from qa_engine.formats.squad import load_examples
 
     from .models import build_speed_checkpoint
 
@@ -93,9 +98,9 @@ def measure_export(checkpoint: Path, exporter: str, out: Path, questions: int = 
     """Export `checkpoint` (fp32 and int8) with `exporter`: seconds per step, fused ops, QAttention nodes (and
     how many take the mask) in int8, and the manifest's fp32 parity figures."""
     import onnx
-
     from qa_engine.export import fusion, onnx_export, pipeline
-    from qa_engine.manifest import Manifest
+
+    from qa_engine.artifacts.manifest import Manifest
 
     seconds: dict[str, float] = {}
     restore = {(onnx_export, "export_onnx"): onnx_export.export_onnx, (fusion, "fuse"): fusion.fuse}
@@ -140,11 +145,11 @@ def korquad(data: Path, questions: int, work: Path, exporter: str = "auto", seed
     (align_to_words=False, the engine's max_seq_len, doc_stride and max_answer_len): how many are identical
     (text and offsets). The pipeline is transformers' own where it still exists (before 5.3), else
     qa_engine.export.reference, which computes the same; where both exist they are compared too."""
+    from qa_engine.export.reference import model_inputs, pipeline_answers
     from transformers import AutoModelForQuestionAnswering, AutoTokenizer
 
     from qa_engine import QAEngine
-    from qa_engine.export.reference import model_inputs, pipeline_answers
-    from qa_engine.squad import load_examples
+    from qa_engine.formats.squad import load_examples
 
     examples = load_examples(data, split="validation")[:questions]
     qs, cs = [e.question for e in examples], [e.context for e in examples]

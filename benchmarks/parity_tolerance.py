@@ -15,12 +15,12 @@ from pathlib import Path
 from typing import Callable, Iterator
 
 import numpy as np
-
 from qa_engine.export import fusion, onnx_export, validate
-from qa_engine import runtime
-from qa_engine.config import DecodeConfig, WindowConfig
-from qa_engine.features import WindowTokenizer
-from qa_engine.runners import OnnxRunner, TorchRunner
+
+from qa_engine.core.config import DecodeConfig, WindowConfig
+from qa_engine.core.runner import OnnxRunner, TorchRunner
+from qa_engine.core.windows import WindowTokenizer
+from qa_engine.runners import sessions
 
 KORQUAD_DEV = Path(__file__).resolve().parents[2] / "shared" / "data" / "korquad" / "KorQuAD_v1.0_dev.json"
 
@@ -50,8 +50,8 @@ def measure(name: str, config, tokenizer, questions: int = 64, seed: int = 0) ->
         windows = windower.windows([ex.question for ex in examples], contexts)
         names = tuple(raw.input_names)
         runners = {"pytorch": TorchRunner(model, names),
-                   "unfused": OnnxRunner(runtime.cpu_session(raw.path), input_names=names),
-                   "fused": OnnxRunner(runtime.cpu_session(fused), input_names=names)}
+                   "unfused": OnnxRunner(sessions.cpu_session(raw.path), input_names=names),
+                   "fused": OnnxRunner(sessions.cpu_session(fused), input_names=names)}
         pred = {k: validate.predict(run, windows, contexts, DecodeConfig(), windower.template.pad_id)
                 for k, run in runners.items()}
     real = windows.attention_mask.astype(bool)
@@ -67,11 +67,15 @@ def measure(name: str, config, tokenizer, questions: int = 64, seed: int = 0) ->
 
 def cases(groups: list[str]) -> Iterator[tuple[str, Callable]]:
     """(name, () -> (config, tokenizer, questions)) for each requested group."""
-    from transformers import BertConfig, DistilBertConfig, RobertaConfig, XLMRobertaConfig
-
-    from qa_engine.train.synthetic import alphabet
     from qa_engine.train.subword import byte_level_bpe, unigram
+    from qa_engine.train.synthetic import alphabet
     from qa_engine.train.tokenizer import train_wordpiece
+    from transformers import (
+        BertConfig,
+        DistilBertConfig,
+        RobertaConfig,
+        XLMRobertaConfig,
+    )
 
     texts = _texts()
     wordpiece = train_wordpiece(texts, 8000, extra_alphabet=alphabet())

@@ -5,7 +5,7 @@ import json
 import math
 from pathlib import Path
 
-from qa_engine.atomic import atomic_write_text
+from qa_engine.artifacts.atomic import atomic_write_text
 
 from .analysis import STAGES, TARGET_BATCH
 from .systems import SYSTEMS
@@ -210,7 +210,7 @@ def decoder_section(result: dict) -> list[str]:
     return [f"{d['windows']} windows × {d['width']} tokens ({d['questions']} questions), identical random logits, "
             f"top-1, max answer length 30; answers asserted identical.", "",
             *_table(["decoder", "ms", "speed-up"],
-                    [["qa_engine.spans best_spans + merge_answers", _num(d["engine_ms"], 2),
+                    [["qa_engine.core.spans best_spans + merge_answers", _num(d["engine_ms"], 2),
                       _num(d["speedup"], 0) + "×"],
                      ["HF pipeline postprocess, per question", _num(d["hf_ms"], 1), "1×"]])]
 

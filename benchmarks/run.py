@@ -16,14 +16,21 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
-from qa_engine.atomic import atomic_write_text
-from qa_engine.manifest import installed_versions
+from qa_engine.artifacts.atomic import atomic_write_text
+from qa_engine.artifacts.manifest import installed_versions
 
 from . import analysis, environments
 from .decoder import decoder_benchmark
 from .hardware import cpu_info, cuda_peaks, gemm_peaks, gpu_info
 from .host import host_benchmark
-from .models import PreparedModel, checkpoint_model, digest, speed_model, tiny_bert_checkpoint, tiny_dir
+from .models import (
+    PreparedModel,
+    checkpoint_model,
+    digest,
+    speed_model,
+    tiny_bert_checkpoint,
+    tiny_dir,
+)
 from .ort_profile import profile_engine
 from .systems import SYSTEMS, systems_for
 from .windows import QUESTIONS as WINDOW_QUESTIONS
@@ -162,7 +169,7 @@ def run_job(job: Job, model: PreparedModel, workload_file: Path, cfg: BenchConfi
 
 
 def _token_stats(model: PreparedModel, work: Workload) -> dict:
-    from qa_engine.features import WindowTokenizer
+    from qa_engine.core.windows import WindowTokenizer
 
     w = WindowTokenizer.from_file(model.checkpoint / "tokenizer.json").windows(work.questions, work.contexts)
     return {"windows": len(w), "real_tokens_per_window": float(w.lengths.mean())}

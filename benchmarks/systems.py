@@ -9,7 +9,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from qa_engine.config import DecodeConfig, WindowConfig
+from qa_engine.core.config import DecodeConfig, WindowConfig
 
 from .flops import TokenCounts
 
@@ -130,9 +130,8 @@ def load_hf(spec: SystemSpec, model_dir: Path) -> Runner:
     """transformers pipeline("question-answering") on PyTorch, weights cast to the spec's dtype (bf16: AMX /
     AVX512-BF16 kernels on CPU) and moved to its device."""
     import torch
-    from transformers import AutoModelForQuestionAnswering, AutoTokenizer, pipeline
-
     from qa_engine.train import relbert  # noqa: F401  (registers the offline tiny model's type)
+    from transformers import AutoModelForQuestionAnswering, AutoTokenizer, pipeline
 
     model = AutoModelForQuestionAnswering.from_pretrained(model_dir, local_files_only=True).eval()
     if spec.precision != "fp32":
@@ -150,10 +149,10 @@ def load_optimum(spec: SystemSpec, model_dir: Path, file_name: str) -> Runner:
     the CUDA provider with Optimum's defaults (IO binding on) and the pipeline's tensors on the GPU."""
     from optimum.onnxruntime import ORTModelForQuestionAnswering
     from optimum.pipelines import pipeline
+    from qa_engine.train import relbert  # noqa: F401  (registers the offline tiny model's type)
     from transformers import AutoTokenizer
 
-    from qa_engine.runtime import preload_cuda_libraries, session_options
-    from qa_engine.train import relbert  # noqa: F401  (registers the offline tiny model's type)
+    from qa_engine.runners.sessions import preload_cuda_libraries, session_options
 
     provider = "CUDAExecutionProvider" if spec.device == "cuda" else "CPUExecutionProvider"
     if spec.device == "cuda":
@@ -170,8 +169,8 @@ def load_optimum(spec: SystemSpec, model_dir: Path, file_name: str) -> Runner:
 
 def counted(engine, counts: TokenCounts):
     """The same engine with its model runner wrapped to count every call's tokens (CPU and CUDA alike)."""
+    from qa_engine.core.runner import CountingRunner
     from qa_engine.engine import QAEngine
-    from qa_engine.runners import CountingRunner
 
     return QAEngine(CountingRunner(engine.runner, counts.add), engine.tokenizer, engine.settings)
 

@@ -1,8 +1,7 @@
-"""Decoder speed: qa_engine.spans on a whole batch vs the HF pipeline's per-question postprocess (B=64, L=384)."""
+"""Decoder speed: qa_engine.core.spans on a whole batch vs the HF pipeline's per-question postprocess (B=64, L=384)."""
 from __future__ import annotations
 
 import pytest
-
 from qa_engine.benchmarks.decoder import DecoderCase, build_case
 
 # the pipeline's np.array(p_mask) on a torch tensor warns once per window under numpy 2

@@ -2,11 +2,10 @@
 from __future__ import annotations
 
 import pytest
-
-from qa_engine.engine import EngineSettings, QAEngine
-from qa_engine.features import WindowTokenizer
-
 from qa_engine.benchmarks.host import BATCH, H200_SECONDS_PER_TOKEN, SleepRunner
+
+from qa_engine.core.windows import WindowTokenizer
+from qa_engine.engine import EngineSettings, QAEngine
 
 
 @pytest.mark.parametrize("seconds_per_token", [0.0, H200_SECONDS_PER_TOKEN], ids=["instant", "simulated-h200"])

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from qa_engine.features import WindowTokenizer
+from qa_engine.core.windows import WindowTokenizer
 
 
 @pytest.fixture(scope="module")

@@ -24,7 +24,13 @@ from typing import Callable, Iterator, Sequence
 
 import numpy as np
 
-from qa_engine.triton_serve import ENGINE_MODEL, Address, ServeOptions, TritonServer, free_ports
+from qa_engine.serving.triton.server import (
+    ENGINE_MODEL,
+    Address,
+    ServeOptions,
+    TritonServer,
+    free_ports,
+)
 
 
 def _engine_request(url: str, context_mib: float) -> str:

@@ -4,8 +4,8 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from qa_engine.config import WindowConfig
-from qa_engine.features import WindowTokenizer
+from qa_engine.core.config import WindowConfig
+from qa_engine.core.windows import WindowTokenizer
 
 from .hardware import best_seconds
 from .workload import Workload

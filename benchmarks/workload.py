@@ -7,7 +7,7 @@ import random
 from dataclasses import dataclass
 from pathlib import Path
 
-from qa_engine.squad import Example, load_examples
+from qa_engine.formats.squad import Example, load_examples
 
 log = logging.getLogger(__name__)
 

@@ -8,12 +8,14 @@ from .triton import add_triton_args, run_triton
 from .validate import ATOL, CALIBRATION_QUESTIONS, RTOL
 
 if TYPE_CHECKING:
-    from qa_engine.manifest import Variant
+    from qa_engine.artifacts.manifest import Variant
 
 
 def _cmd_export(args: argparse.Namespace) -> int:
-    from qa_engine import hub, model_card, stack
-    from qa_engine.manifest import Manifest
+    from qa_engine.train import stack
+
+    from qa_engine.artifacts import hub, model_card
+    from qa_engine.artifacts.manifest import Manifest
 
     stack.check("export")
     from .pipeline import export_artifact, parse_precisions

@@ -53,11 +53,11 @@ class Checkpoint:
 
 def inspect_checkpoint(model_dir: str | Path) -> Checkpoint:
     """Check a checkpoint folder before any heavy work: config, QA head, architecture, tokenizer, weights."""
+    from qa_engine.train import relbert  # noqa: F401  (registers the offline tiny model's type with AutoConfig)
     from tokenizers import Tokenizer
     from transformers import AutoConfig
 
-    from qa_engine.features import PairTemplate
-    from qa_engine.train import relbert  # noqa: F401  (registers the offline tiny model's type with AutoConfig)
+    from qa_engine.core.windows import PairTemplate
 
     path = Path(model_dir)
     if not path.is_dir():
@@ -110,9 +110,8 @@ def export_attention() -> str | None:
 def load_model(checkpoint: Checkpoint) -> "PreTrainedModel":
     """The PyTorch QA model in eval mode; corrupt or incomplete weights, or weights this transformers would leave
     unused (an architecture option it ignores), raise naming the weights file."""
-    from transformers import AutoModelForQuestionAnswering
-
     from qa_engine.train.weights import UnusedWeightsError, refuse_unused_weights
+    from transformers import AutoModelForQuestionAnswering
 
     attention = export_attention()
     try:

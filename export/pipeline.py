@@ -7,11 +7,19 @@ import shutil
 from pathlib import Path
 from typing import Iterable, NamedTuple
 
-from qa_engine import runtime, stack
-from qa_engine.atomic import atomic_dir
-from qa_engine.config import DecodeConfig, WindowConfig, max_window_length
-from qa_engine.features import WindowTokenizer
-from qa_engine.manifest import PRECISIONS, Manifest, Variant, installed_versions, sha256_file
+from qa_engine.train import stack
+
+from qa_engine.artifacts.atomic import atomic_dir
+from qa_engine.artifacts.manifest import (
+    PRECISIONS,
+    Manifest,
+    Variant,
+    installed_versions,
+    sha256_file,
+)
+from qa_engine.core.config import DecodeConfig, WindowConfig, max_window_length
+from qa_engine.core.windows import WindowTokenizer
+from qa_engine.runners import sessions
 
 from . import fusion, onnx_export, quantize, validate
 
@@ -92,7 +100,7 @@ def export_artifact(
     `calibration_questions` questions of the validation source (others than the validated ones where it has
     more). An existing `output_dir` is replaced only with `force`, and only once every step has succeeded.
     `exporter`: torchscript, dynamo or auto (TorchScript while torch has it, see onnx_export). An unsupported
-    torch or transformers is refused first (qa_engine.stack).
+    torch or transformers is refused first (qa_engine.train.stack).
     """
     precisions = parse_precisions(precisions)
     tolerance = validate.Tolerance(atol, rtol)
@@ -209,12 +217,12 @@ def _validate(
     examples, source = validate.validation_examples(questions.data, questions.validation)
     examples = validate.usable(examples, tokenizer)
     reference, summary = validate.check_fp32_parity(
-        model, runtime.cpu_session(files["fp32"]), tokenizer, examples, input_names, decode,
-        tolerance, unfused=runtime.cpu_session(unfused),
+        model, sessions.cpu_session(files["fp32"]), tokenizer, examples, input_names, decode,
+        tolerance, unfused=sessions.cpu_session(unfused),
     )
     outcomes = {"fp32": Outcome(True, summary)}
     if "int8" in files:
-        session = runtime.cpu_session(files["int8"])
+        session = sessions.cpu_session(files["int8"])
         summary = validate.compare_to_fp32(session, reference.answers, tokenizer, examples, input_names, decode, "int8")
         k = min(validate.PARITY_QUESTIONS, len(examples))
         summary["batch_max_abs_diff"] = validate.batch_gap(session, tokenizer, examples[:k], input_names)
@@ -237,7 +245,7 @@ def _validate_fp16(path: Path, reference_answers, tokenizer, examples, input_nam
     """
     import onnxruntime as ort
 
-    session = runtime.cuda_session(path, "fp16")
+    session = sessions.cuda_session(path, "fp16")
     if session is not None:
         summary = validate.compare_to_fp32(
             session, reference_answers, tokenizer, examples, input_names, decode, "fp16"
@@ -245,14 +253,14 @@ def _validate_fp16(path: Path, reference_answers, tokenizer, examples, input_nam
         return Outcome(True, summary, _f1_note(summary))
     reason = (
         "CUDA provider created no session on this machine (no GPU, or CUDA/cuDNN libraries missing)"
-        if runtime.CUDA in ort.get_available_providers()
+        if sessions.CUDA in ort.get_available_providers()
         else "this onnxruntime build has no CUDA provider"
     )
     log.warning("fp16 not validated on CUDA: %s; checking it on CPU only", reason)
     k = min(validate.PARITY_QUESTIONS, len(examples))
     try:
         summary = validate.compare_to_fp32(
-            runtime.cpu_session(path), reference_answers[:k], tokenizer, examples[:k], input_names, decode, "fp16"
+            sessions.cpu_session(path), reference_answers[:k], tokenizer, examples[:k], input_names, decode, "fp16"
         )
     except ValueError as e:  # an onnxruntime build without CPU fp16 kernels for some fused op
         return Outcome(False, {}, f"not validated: {reason}; the CPU check could not run ({e})")

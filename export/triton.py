@@ -1,5 +1,5 @@
 """A Triton Inference Server model repository from an artifact: the ONNX file and a config.pbtxt read off it
-(the signature rule, `tensor_specs`, is the runtime's: qa_engine.triton_serve serves the same one)."""
+(the signature rule, `tensor_specs`, is the runtime's: qa_engine.serving.triton.server serves the same one)."""
 from __future__ import annotations
 
 import argparse
@@ -7,10 +7,14 @@ import logging
 import shutil
 from pathlib import Path
 
-from qa_engine.atomic import atomic_dir
-from qa_engine.manifest import Manifest, sha256_file
-from qa_engine.triton_config import (  # noqa: F401  (ONNX_TO_TRITON is re-exported for callers of this module)
-    ONNX_TO_TRITON, TensorSpec, batching_block, tensor_specs, tensors_block,
+from qa_engine.artifacts.atomic import atomic_dir
+from qa_engine.artifacts.manifest import Manifest, sha256_file
+from qa_engine.serving.triton.config import (  # noqa: F401  (ONNX_TO_TRITON is re-exported for callers of this module)
+    ONNX_TO_TRITON,
+    TensorSpec,
+    batching_block,
+    tensor_specs,
+    tensors_block,
 )
 
 log = logging.getLogger(__name__)

@@ -9,13 +9,19 @@ from typing import TYPE_CHECKING, Any, Iterator, Sequence
 
 import numpy as np
 
-from qa_engine.answering import decode_windows, run_windows, window_feeds
-from qa_engine.config import DecodeConfig
-from qa_engine.features import Windows, WindowTokenizer
-from qa_engine.metrics import evaluate
-from qa_engine.runners import ModelRunner, OnnxRunner, TorchRunner
-from qa_engine.spans import best_spans
-from qa_engine.squad import Example, load_examples, make_example, references, split_by_fit
+from qa_engine.core.config import DecodeConfig
+from qa_engine.core.pipeline import decode_windows, run_windows, window_feeds
+from qa_engine.core.runner import ModelRunner, OnnxRunner, TorchRunner
+from qa_engine.core.spans import best_spans
+from qa_engine.core.windows import Windows, WindowTokenizer
+from qa_engine.formats.metrics import evaluate
+from qa_engine.formats.squad import (
+    Example,
+    load_examples,
+    make_example,
+    references,
+    split_by_fit,
+)
 
 if TYPE_CHECKING:
     import onnxruntime as ort
@@ -169,7 +175,7 @@ def usable(examples: Sequence[Example], tokenizer: WindowTokenizer) -> list[Exam
 
 def predict(runner: ModelRunner, windows: Windows, contexts: Sequence[str], decode: DecodeConfig,
             pad_id: int) -> Predictions:
-    """`runner`'s logits on every window and the answers they give (qa_engine.answering, as the engine decodes)."""
+    """`runner`'s logits on every window and the answers they give (qa_engine.core.pipeline, as the engine decodes)."""
     start, end = run_windows(runner, windows, pad_id, BATCH_SIZE)
     answers = decode_windows(windows, contexts, start, end, DecodeConfig(max_answer_length=decode.max_answer_length))
     return Predictions(start, end, [a[0].answer if a else "" for a in answers])

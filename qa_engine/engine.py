@@ -12,20 +12,21 @@ from typing import TYPE_CHECKING, Any, Generator, Iterable, Iterator, Mapping, S
 import numpy as np
 import onnxruntime as ort
 
-from . import hub, runtime
-from .answering import model_feed
-from .buckets import Shapes, plan_batches
-from .config import DecodeConfig, WindowConfig
-from .features import ContextCache, Windows, WindowTokenizer
-from .inputs import check_texts
-from .manifest import Manifest, sha256_file
-from .overlap import overlapped
-from .runners import Logits, ModelRunner, OnnxRunner
-from .spans import Answer, WindowSpans, best_spans, merge_answers
-from .types import AnswerDict, AnswerResult
+from .artifacts import hub
+from .artifacts.manifest import Manifest, sha256_file
+from .core.buckets import Shapes, plan_batches
+from .core.config import DecodeConfig, WindowConfig
+from .core.inputs import check_texts
+from .core.overlap import overlapped
+from .core.pipeline import model_feed
+from .core.runner import Logits, ModelRunner, OnnxRunner
+from .core.spans import Answer, WindowSpans, best_spans, merge_answers
+from .core.types import AnswerDict, AnswerResult
+from .core.windows import ContextCache, Windows, WindowTokenizer
+from .runners import sessions
 
 if TYPE_CHECKING:
-    from .batcher import MicroBatcher
+    from .serving.batcher import MicroBatcher
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +61,7 @@ class EngineSettings:
         return windows * self.window.max_length
 
     def shapes(self, batch_size: int) -> Shapes:
-        """The model-call shapes of this device (fixed widths and row counts on CUDA, see qa_engine.buckets)."""
+        """The model-call shapes of this device (fixed widths and row counts on CUDA, see qa_engine.core.buckets)."""
         return Shapes.for_device(self.device, self.window.max_length, batch_size)
 
     def overlaps(self) -> bool:
@@ -180,8 +181,8 @@ class QAEngine:
         return engine
 
     def batcher(self, **kwargs: Any) -> "MicroBatcher":
-        """A `MicroBatcher` over this engine (see qa_engine.batcher for the keyword arguments)."""
-        from .batcher import MicroBatcher
+        """A `MicroBatcher` over this engine (see qa_engine.serving.batcher for the keyword arguments)."""
+        from .serving.batcher import MicroBatcher
 
         return MicroBatcher(self, **kwargs)
 
@@ -402,10 +403,10 @@ def _open_session(
     """(session, precision, device) for the provider request; 'auto' falls back to CPU with one log line."""
     manifest = artifact.manifest
     if not isinstance(provider, str):
-        names = [runtime.PROVIDER_NAMES.get(p, p) if isinstance(p, str) else p[0] for p in provider]
-        device = "cuda" if runtime.CUDA in names else "cpu"
+        names = [sessions.PROVIDER_NAMES.get(p, p) if isinstance(p, str) else p[0] for p in provider]
+        device = "cuda" if sessions.CUDA in names else "cpu"
         chosen = _pick_variant(manifest, device, precision)
-        session = runtime.explicit_session(_model_path(artifact, chosen, verify), provider, threads, chosen)
+        session = sessions.explicit_session(_model_path(artifact, chosen, verify), provider, threads, chosen)
         return session, chosen, device
     if provider not in ("auto", "cpu", "cuda"):
         raise ValueError(f"provider must be 'auto', 'cpu', 'cuda' or a list of onnxruntime providers, got {provider!r}")
@@ -414,7 +415,7 @@ def _open_session(
         chosen = _pick_variant(manifest, "cuda", precision)
         # a hub repo's CUDA variant is downloaded only where CUDA runs
         runs = provider == "cuda" or artifact.is_local or hub.cuda_runs()
-        session = runtime.cuda_session(_model_path(artifact, chosen, verify), chosen, threads) if runs else None
+        session = sessions.cuda_session(_model_path(artifact, chosen, verify), chosen, threads) if runs else None
         if session is not None:
             return session, chosen, "cuda"
         if provider == "cuda":
@@ -423,4 +424,4 @@ def _open_session(
     chosen = _pick_variant(manifest, "cpu", precision)
     if "cpu" not in manifest.variants[chosen].providers:
         log.warning("the %s variant is meant for %s; running it on CPU", chosen, "/".join(manifest.variants[chosen].providers))
-    return runtime.cpu_session(_model_path(artifact, chosen, verify), threads), chosen, "cpu"
+    return sessions.cpu_session(_model_path(artifact, chosen, verify), threads), chosen, "cpu"

@@ -14,9 +14,16 @@ import shutil
 from pathlib import Path
 
 import pytest
-from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors
+from tokenizers import (
+    Tokenizer,
+    decoders,
+    models,
+    normalizers,
+    pre_tokenizers,
+    processors,
+)
 
-from qa_engine.manifest import Manifest, Variant, sha256_file
+from qa_engine.artifacts.manifest import Manifest, Variant, sha256_file
 
 ROOT = Path(__file__).resolve().parents[1]
 KORQUAD_DEV = ROOT / ".." / "shared" / "data" / "korquad" / "KorQuAD_v1.0_dev.json"

@@ -178,8 +178,8 @@ def build(token_type_ids: bool = True, seed: int = SEED) -> "onnx.ModelProto":
 def calibration_feeds() -> list[dict[str, np.ndarray]]:
     """Model inputs of CALIBRATION_PAIRS test questions (seed 1: not the tests' seed-0 ones), as the engine batches
     them, for the int8 activation scales."""
-    from qa_engine.answering import window_feeds
-    from qa_engine.features import WindowTokenizer
+    from qa_engine.core.pipeline import window_feeds
+    from qa_engine.core.windows import WindowTokenizer
     from tests.fixtures import char_wordpiece, korean_alphabet, qa_pairs
 
     tokenizer = WindowTokenizer(char_wordpiece(korean_alphabet()))
@@ -191,7 +191,6 @@ def calibration_feeds() -> list[dict[str, np.ndarray]]:
 def write(folder: Path = FOLDER) -> None:
     """Write the fp32 model and its int8 and fp16 variants made as export makes them."""
     import onnx
-
     from qa_engine.export.quantize import convert_fp16, quantize_int8
 
     folder.mkdir(parents=True, exist_ok=True)

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from qa_engine.atomic import atomic_dir, atomic_open, atomic_write_text
+from qa_engine.artifacts.atomic import atomic_dir, atomic_open, atomic_write_text
 
 
 class Interrupted(Exception):

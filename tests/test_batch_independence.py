@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from qa_engine import QAEngine
-from qa_engine.manifest import Manifest, sha256_file
+from qa_engine.artifacts.manifest import Manifest, sha256_file
 from tests.fixtures import RANDOM_MODEL, qa_pairs
 
 QUESTIONS = 320

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from qa_engine.commands import _print_answers
+from qa_engine.cli.commands import _print_answers
 
 
 def test_answers_are_shown_beside_the_expected_ones_with_the_share_right(capsys: pytest.CaptureFixture) -> None:

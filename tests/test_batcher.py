@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from qa_engine import QAEngine
-from qa_engine.batcher import BatcherClosedError, MicroBatcher, QueueFullError
+from qa_engine.serving.batcher import BatcherClosedError, MicroBatcher, QueueFullError
 
 CONTEXTS = [
     "세종대왕은 조선의 제4대 임금으로 1443년에 훈민정음을 창제하였다. 그는 집현전을 설치하여 학자들을 길렀다.",

@@ -10,13 +10,19 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from qa_engine.benchmarks import analysis, hardware, worker
 from qa_engine.benchmarks.cli import bench_config, register
 from qa_engine.benchmarks.flops import ModelShape, TokenCounts
 from qa_engine.benchmarks.report import console_table, render_markdown, write_report
 from qa_engine.benchmarks.run import BenchConfig, Job, job_spec, plan_jobs
-from qa_engine.benchmarks.systems import SYSTEMS, Runner, baseline_for, counted, engine_load_options, systems_for
+from qa_engine.benchmarks.systems import (
+    SYSTEMS,
+    Runner,
+    baseline_for,
+    counted,
+    engine_load_options,
+    systems_for,
+)
 
 CPU_SYSTEMS = ("hf-fp32", "hf-bf16", "optimum-fp32", "optimum-int8", "engine-fp32", "engine-int8")
 CUDA_SYSTEMS = ("hf-cuda-fp16", "hf-cuda-fp32", "optimum-cuda-fp32", "engine-cuda-fp16", "engine-cuda-fp32")
@@ -93,12 +99,12 @@ class _Check:
 def _fake_machine(monkeypatch, torch_gpu: bool, ort_cuda: bool):
     import torch
 
-    import qa_engine.doctor
+    import qa_engine.runners.doctor
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: torch_gpu)
     error = "" if ort_cuda else "libcublasLt.so.13: cannot open shared object file"
     cuda = _Check("CUDAExecutionProvider", ort_cuda, error, "" if ort_cuda else "pip install 'qa-engine[cuda]'")
-    monkeypatch.setattr(qa_engine.doctor, "diagnose", lambda model=None: [_Check("CPUExecutionProvider", True), cuda])
+    monkeypatch.setattr(qa_engine.runners.doctor, "diagnose", lambda model=None: [_Check("CPUExecutionProvider", True), cuda])
 
 
 def test_cuda_problems_name_what_is_missing(monkeypatch):
@@ -144,8 +150,8 @@ def test_counted_engine_counts_every_model_call_on_cpu_and_cuda_paths():
     import onnxruntime as ort
     from onnx import TensorProto, helper
 
+    from qa_engine.core.runner import OnnxRunner
     from qa_engine.engine import EngineSettings, QAEngine
-    from qa_engine.runners import OnnxRunner
 
     graph = helper.make_graph(
         [helper.make_node("Identity", ["attention_mask"], ["s"]), helper.make_node("Identity", ["attention_mask"], ["e"]),
@@ -199,7 +205,7 @@ class _FakeEngine:
         return self.answer_batch([question], [context])[0]
 
     def batcher(self, **kwargs):
-        from qa_engine.batcher import MicroBatcher
+        from qa_engine.serving.batcher import MicroBatcher
 
         return MicroBatcher(self, **kwargs)
 
@@ -421,10 +427,9 @@ def test_cuda_report_renders_every_gpu_section(gpu_result, tmp_path):
 
 
 def test_cuda_models_get_their_own_fp16_artifact_and_unquantized_optimum_export(monkeypatch, tmp_path):
-    from transformers import DistilBertConfig
-
     import qa_engine.export.pipeline
     from qa_engine.benchmarks import models
+    from transformers import DistilBertConfig
 
     calls = []
 

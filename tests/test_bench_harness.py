@@ -7,7 +7,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from qa_engine.benchmarks import analysis
 from qa_engine.benchmarks.cli import register
 from qa_engine.benchmarks.flops import ModelShape, TokenCounts, flops, model_flops
@@ -16,7 +15,8 @@ from qa_engine.benchmarks.models import MBERT_SHAPE
 from qa_engine.benchmarks.ort_profile import op_rates, summarize_trace
 from qa_engine.benchmarks.report import console_table, render_markdown, write_report
 from qa_engine.benchmarks.workload import sample
-from qa_engine.squad import Example
+
+from qa_engine.formats.squad import Example
 
 PEAKS = {"fp32": 1e11, "bf16": 4e11, "int8": 1e12}
 
@@ -260,6 +260,7 @@ def test_sleep_runner_waits_per_padded_token_and_returns_logits_of_the_feed_shap
 def test_host_benchmark_measures_the_engine_beside_an_instant_and_a_simulated_model(random_artifact):
     from qa_engine.benchmarks.host import host_benchmark
     from qa_engine.benchmarks.workload import Workload
+
     from tests.fixtures import qa_pairs
 
     triples = qa_pairs(24, seed=3)
@@ -308,6 +309,7 @@ def test_int8_scales_times_the_static_graph_beside_the_dynamic_one(random_artifa
     onnx = pytest.importorskip("onnx")
     from qa_engine.benchmarks.int8_scales import compare, dynamic_copy
     from qa_engine.benchmarks.workload import Workload
+
     from tests.fixtures import qa_pairs
 
     def op_types(artifact: Path) -> set[str]:

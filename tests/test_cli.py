@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from qa_engine import QAEngine
-from qa_engine.cli import main
+from qa_engine.cli.main import main
 
 QUESTION, CONTEXT = "철수는 어디에 삽니까?", "영희는 부산에 삽니다. 철수는 서울에 삽니다."
 

@@ -10,10 +10,11 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import pytest
 
-from qa_engine import QAEngine, runtime
-from qa_engine.answering import model_feed
-from qa_engine.manifest import Manifest
-from qa_engine.runners import CallRunner
+from qa_engine import QAEngine
+from qa_engine.artifacts.manifest import Manifest
+from qa_engine.core.pipeline import model_feed
+from qa_engine.core.runner import CallRunner
+from qa_engine.runners import sessions
 from tests.fixtures import char_wordpiece, qa_pairs
 
 SEEDS = [
@@ -152,7 +153,7 @@ def test_same_answers_as_hf_pipeline_on_synthetic(tiny_bert_checkpoint, trained_
 def test_same_answers_as_hf_pipeline_on_korquad(tiny_bert_checkpoint, trained_engine, korquad_dev):
     """Real contexts (multi-window ones included). The tiny model is weak on them, which makes
     near-ties more likely; any difference would come from float32 rounding between PyTorch and the fused graph."""
-    from qa_engine.squad import load_examples
+    from qa_engine.formats.squad import load_examples
 
     examples = load_examples(korquad_dev)[::20]
     rate = _agreement(trained_engine, tiny_bert_checkpoint, [e.question for e in examples], [e.context for e in examples])
@@ -168,7 +169,7 @@ def test_eight_threads_give_sequential_answers(engine, pairs):
 
 
 def test_auto_falls_back_to_cpu_with_one_log_line(random_artifact, monkeypatch, caplog):
-    monkeypatch.setattr(runtime, "cuda_session", lambda *a, **k: None)
+    monkeypatch.setattr(sessions, "cuda_session", lambda *a, **k: None)
     caplog.set_level(logging.INFO, logger="qa_engine")
     eng = QAEngine.from_pretrained(random_artifact, provider="auto")
     assert eng.settings.device == "cpu" and eng.settings.precision == "int8"
@@ -284,8 +285,8 @@ def test_io_binding_path_gives_the_plain_run_outputs(engine):
     """The CUDA path's IO binding, exercised on the CPU provider (no GPU needed)."""
     w = engine.tokenizer.windows([SEEDS[0][0]] * 3, [SEEDS[0][1]] * 3)
     feed = model_feed(w, np.arange(3), 24, engine.runner.input_names, engine.tokenizer.template.pad_id)
-    plain = runtime.run(engine.runner.session, feed, "cpu")
-    bound = runtime.run(engine.runner.session, feed, "cuda")
+    plain = sessions.run(engine.runner.session, feed, "cpu")
+    bound = sessions.run(engine.runner.session, feed, "cuda")
     for a, b in zip(plain, bound):
         np.testing.assert_array_equal(a, b)
 
@@ -293,8 +294,8 @@ def test_io_binding_path_gives_the_plain_run_outputs(engine):
 def _engine_with_pad_id(pad_id, device, feeds):
     """An engine whose tokenizer's [PAD] is `pad_id` (neither 0 nor 1), with a stand-in model that records every
     feed into `feeds` and returns zero logits."""
+    from qa_engine.core.windows import WindowTokenizer
     from qa_engine.engine import EngineSettings
-    from qa_engine.features import WindowTokenizer
 
     specials = ["[UNK]", "[CLS]", "[SEP]", "[MASK]"]
     specials.insert(pad_id, "[PAD]")

@@ -7,9 +7,10 @@ from dataclasses import replace
 
 import pytest
 
-from qa_engine import QAEngine, runtime
-from qa_engine.buckets import Shapes, plan_batches
-from qa_engine.runners import OnnxRunner
+from qa_engine import QAEngine
+from qa_engine.core.buckets import Shapes, plan_batches
+from qa_engine.core.runner import OnnxRunner
+from qa_engine.runners import sessions
 from tests.fixtures import qa_pairs
 
 
@@ -35,7 +36,7 @@ def same_answers(got: list[dict], want: list[dict]) -> bool:
 
 
 def as_cuda(engine: QAEngine, **settings) -> QAEngine:
-    """The same session and tokenizer with the settings a CUDA engine gets; runtime.run takes the IO-binding path."""
+    """The same session and tokenizer with the settings a CUDA engine gets; sessions.run takes the IO-binding path."""
     runner = OnnxRunner(engine.runner.session, "cuda", engine.runner.precision, engine.runner.input_names)
     return QAEngine(runner, engine.tokenizer, replace(engine.settings, device="cuda", **settings))
 
@@ -44,14 +45,14 @@ def as_cuda(engine: QAEngine, **settings) -> QAEngine:
 def calls(monkeypatch) -> list[tuple[int, int, str]]:
     """(rows, width, thread) of every model call."""
     seen: list[tuple[int, int, str]] = []
-    real = runtime.run
+    real = sessions.run
 
     def run(session, feed, device):
         rows, width = feed["input_ids"].shape
         seen.append((rows, width, threading.current_thread().name))
         return real(session, feed, device)
 
-    monkeypatch.setattr(runtime, "run", run)
+    monkeypatch.setattr(sessions, "run", run)
     return seen
 
 
@@ -136,8 +137,8 @@ def test_large_calls_tokenize_in_chunks_and_start_the_model_early(cpu_engine, pa
     events: list[str] = []
     real_windows = cpu_engine.tokenizer.windows
     monkeypatch.setattr(cpu_engine.tokenizer, "windows", lambda *a: events.append("tokenize") or real_windows(*a))
-    real_run = runtime.run
-    monkeypatch.setattr(runtime, "run", lambda s, f, d: events.append("run") or real_run(s, f, d))
+    real_run = sessions.run
+    monkeypatch.setattr(sessions, "run", lambda s, f, d: events.append("run") or real_run(s, f, d))
     got = cpu_engine.answer_batch(questions, contexts, batch_size=2)  # chunks of 2, 4, 8, 16, 16 questions
     assert same_answers(got, want)  # chunk boundaries change no span (fp32: no batch-dependent quantization)
     assert len(questions) == 46 and events.count("tokenize") == 5
@@ -252,7 +253,7 @@ def test_a_first_chunk_of_one_model_call_runs_before_the_second_chunk_is_cut(cpu
     questions, contexts = [q for q, _, _ in triples], [c for _, c, _ in triples]
     cuda = as_cuda(cpu_engine)
     started, cuts, waited = threading.Event(), [], []
-    real_windows, real_run = cuda.tokenizer.windows, runtime.run
+    real_windows, real_run = cuda.tokenizer.windows, sessions.run
 
     def windows(*args):
         cuts.append(len(args[0]))
@@ -265,7 +266,7 @@ def test_a_first_chunk_of_one_model_call_runs_before_the_second_chunk_is_cut(cpu
         return real_run(session, feed, device)
 
     monkeypatch.setattr(cuda.tokenizer, "windows", windows)
-    monkeypatch.setattr(runtime, "run", run)
+    monkeypatch.setattr(sessions, "run", run)
     got = cuda.answer_batch(questions, contexts, batch_size=4)
     assert cuts[:2] == [4, 8] and waited == [True]
     assert same_answers(got, cpu_engine.answer_batch(questions, contexts, batch_size=4))

@@ -15,8 +15,9 @@ pytest.importorskip("onnxscript")
 from qa_engine.benchmarks.parity_export import FAMILIES, tiny_checkpoint  # noqa: E402
 from qa_engine.export import onnx_export, pipeline, quantize, validate  # noqa: E402
 from qa_engine.export.fusion import FusionError, fuse  # noqa: E402
-from qa_engine.features import WindowTokenizer  # noqa: E402
-from qa_engine.manifest import Manifest, sha256_file  # noqa: E402
+
+from qa_engine.artifacts.manifest import Manifest, sha256_file  # noqa: E402
+from qa_engine.core.windows import WindowTokenizer  # noqa: E402
 
 slow = pytest.mark.slow  # trains the tiny model (first run) or exports one
 
@@ -118,11 +119,11 @@ def test_manifest_records_validation(tiny_bert_artifact: Path) -> None:
 def test_fp32_onnx_matches_pytorch_on_real_windows(tiny_bert_artifact: Path, tiny_bert_checkpoint: Path) -> None:
     """An independent check of the parity the export asserts: real Korean windows, padded batch."""
     import torch
+    from qa_engine.export.validate import BUILTIN_SAMPLES
     from transformers import AutoModelForQuestionAnswering
 
-    from qa_engine.features import WindowTokenizer
-    from qa_engine.runtime import cpu_session
-    from qa_engine.export.validate import BUILTIN_SAMPLES
+    from qa_engine.core.windows import WindowTokenizer
+    from qa_engine.runners.sessions import cpu_session
 
     tok = WindowTokenizer.from_file(tiny_bert_artifact / "tokenizer.json")
     w = tok.windows([q for q, _, _ in BUILTIN_SAMPLES], [c for _, c, _ in BUILTIN_SAMPLES])
@@ -167,13 +168,17 @@ class _Shifted:
 @slow
 @pytest.mark.parametrize("output", ["start_logits", "end_logits"])
 def test_fp32_gate_refuses_a_graph_with_one_output_shifted(tiny_bert_artifact: Path, tiny_bert_checkpoint: Path, output) -> None:
+    from qa_engine.export.validate import (
+        BUILTIN_SAMPLES,
+        ParityError,
+        check_fp32_parity,
+    )
     from transformers import AutoModelForQuestionAnswering
 
-    from qa_engine.export.validate import BUILTIN_SAMPLES, ParityError, check_fp32_parity
-    from qa_engine.config import DecodeConfig, WindowConfig
-    from qa_engine.features import WindowTokenizer
-    from qa_engine.runtime import cpu_session
-    from qa_engine.squad import Example
+    from qa_engine.core.config import DecodeConfig, WindowConfig
+    from qa_engine.core.windows import WindowTokenizer
+    from qa_engine.formats.squad import Example
+    from qa_engine.runners.sessions import cpu_session
 
     manifest = Manifest.read(tiny_bert_artifact)
     tokenizer = WindowTokenizer.from_file(
@@ -254,7 +259,7 @@ def test_existing_output_needs_force(tiny_bert_checkpoint: Path, tmp_path: Path)
 def test_cli_exports_and_prints_summary(
     tiny_bert_checkpoint: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from qa_engine.cli import main
+    from qa_engine.cli.main import main
 
     out = tmp_path / "cli-artifact"
     args = ["export", "--model", str(tiny_bert_checkpoint), "--output", str(out), "--precision", "fp32",
@@ -362,7 +367,7 @@ def test_every_family_fuses_one_attention_per_layer_and_int8_quantizes_it_with_i
 
 def _padded_row_gap(path: Path, names: list[str]) -> float:
     """max |Δ logits| of a short window's real tokens, run alone and padded beside a longer one."""
-    from qa_engine.runtime import cpu_session
+    from qa_engine.runners.sessions import cpu_session
 
     rng = np.random.default_rng(0)
     ids = rng.integers(5, 100, size=(2, 40))
@@ -420,7 +425,6 @@ def test_dynamo_fusion_feeds_the_int_mask_to_attention(tmp_path: Path) -> None:
     """onnxscript's fused Attention takes the padding mask as a float attention_bias with qkv_hidden_sizes, which
     int8 would leave in float or, without the attribute, quantize without its mask; the rewrite gives it the int mask."""
     import onnx
-
     from qa_engine.export import onnxscript_fusion
 
     checkpoint = onnx_export.inspect_checkpoint(tiny_checkpoint("distilbert", tmp_path / "checkpoint"))

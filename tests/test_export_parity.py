@@ -13,10 +13,11 @@ pytest.importorskip("onnx")
 torch = pytest.importorskip("torch")
 
 from qa_engine.export import fusion, onnx_export, pipeline, validate  # noqa: E402
-from qa_engine import runtime  # noqa: E402
-from qa_engine.config import DecodeConfig  # noqa: E402
-from qa_engine.features import WindowTokenizer  # noqa: E402
-from qa_engine.manifest import Manifest  # noqa: E402
+
+from qa_engine.artifacts.manifest import Manifest  # noqa: E402
+from qa_engine.core.config import DecodeConfig  # noqa: E402
+from qa_engine.core.windows import WindowTokenizer  # noqa: E402
+from qa_engine.runners import sessions  # noqa: E402
 
 slow = pytest.mark.slow
 QUESTIONS = 24
@@ -48,8 +49,8 @@ def test_logit_gap_finds_where_the_largest_difference_is() -> None:
 
 def _one_window(start: list[float], end: list[float]) -> tuple[validate.Predictions, "Windows"]:
     """[CLS] q [SEP] ab cd ef: one window over the context "ab cd ef", decoded like the export decodes."""
-    from qa_engine.features import Windows
-    from qa_engine.spans import best_spans, merge_answers
+    from qa_engine.core.spans import best_spans, merge_answers
+    from qa_engine.core.windows import Windows
 
     n = len(start)
     offsets = np.zeros((1, n, 2), dtype=np.int32)
@@ -82,10 +83,9 @@ def large_logits_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
     Its span logits reach ~18 and the fused graph differs from PyTorch by ~1e-3, which the old fixed limit
     of 1e-4 refused although the graph is right."""
-    from transformers import AutoModelForQuestionAnswering, DistilBertConfig
-
     from qa_engine.train.synthetic import alphabet, generate
     from qa_engine.train.tokenizer import save_tokenizer_dir, train_wordpiece
+    from transformers import AutoModelForQuestionAnswering, DistilBertConfig
 
     out = tmp_path_factory.mktemp("large-logits")
     texts = [r["context"] for r in generate(100, seed=3, split="train")]
@@ -115,8 +115,8 @@ def graphs(large_logits_checkpoint: Path, tmp_path_factory: pytest.TempPathFacto
 def _check(graphs, fused_path: Path, **kw):
     model, unfused, _, tokenizer, examples = graphs
     return validate.check_fp32_parity(
-        model, runtime.cpu_session(fused_path), tokenizer, examples, ["input_ids", "attention_mask"],
-        DecodeConfig(), unfused=runtime.cpu_session(unfused), **kw,
+        model, sessions.cpu_session(fused_path), tokenizer, examples, ["input_ids", "attention_mask"],
+        DecodeConfig(), unfused=sessions.cpu_session(unfused), **kw,
     )
 
 
@@ -136,7 +136,7 @@ def test_large_logits_checkpoint_exports_and_validates(large_logits_checkpoint: 
 def test_cli_rtol_is_applied_and_named_in_the_refusal(
     large_logits_checkpoint: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from qa_engine.cli import main
+    from qa_engine.cli.main import main
 
     args = ["export", "--model", str(large_logits_checkpoint), "--output", str(tmp_path / "art"),
             "--precision", "fp32", "--max-validation", str(QUESTIONS)]

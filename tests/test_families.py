@@ -13,12 +13,17 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import numpy as np
 import pytest
+from qa_engine.train.subword import (
+    SPECIAL_TOKENS,
+    byte_level_bpe,
+    save_subword_tokenizer,
+    unigram,
+)
+from qa_engine.train.synthetic import alphabet, generate
 from tokenizers import Tokenizer
 
-from qa_engine.config import max_window_length
-from qa_engine.features import PairTemplate, WindowTokenizer
-from qa_engine.train.synthetic import alphabet, generate
-from qa_engine.train.subword import SPECIAL_TOKENS, byte_level_bpe, save_subword_tokenizer, unigram
+from qa_engine.core.config import max_window_length
+from qa_engine.core.windows import PairTemplate, WindowTokenizer
 
 slow = pytest.mark.slow
 FAMILIES = ("roberta", "xlm-roberta")
@@ -89,10 +94,9 @@ def test_roberta_positions_hold_two_tokens_fewer() -> None:
 
 
 def test_export_settings_cut_max_length_to_what_roberta_positions_hold(tmp_path: Path) -> None:
-    from transformers import RobertaConfig
-
     from qa_engine.export.onnx_export import Checkpoint
     from qa_engine.export.pipeline import settings
+    from transformers import RobertaConfig
 
     (tmp_path / "train_config.json").write_text(json.dumps({"max_length": 514, "doc_stride": 128}))
     window, _ = settings(Checkpoint(tmp_path, RobertaConfig(max_position_embeddings=514, pad_token_id=1),
@@ -104,9 +108,8 @@ def test_export_settings_cut_max_length_to_what_roberta_positions_hold(tmp_path:
 def _checkpoint(tokenizer: Tokenizer, family: str, out: Path) -> Path:
     """A randomly initialized tiny QA model of `family` with its tokenizer, saved as a checkpoint folder."""
     import torch
-    from transformers import AutoModelForQuestionAnswering, AutoTokenizer
-
     from qa_engine.train.model import tiny_config
+    from transformers import AutoModelForQuestionAnswering, AutoTokenizer
 
     save_subword_tokenizer(tokenizer, out)
     config = tiny_config(family, len(AutoTokenizer.from_pretrained(out)), pad_token_id=tokenizer.token_to_id("<pad>"))
@@ -122,10 +125,10 @@ def test_family_exports_fused_and_answers_like_the_pipeline(
     tokenizers: dict[str, Tokenizer], family: str, tmp_path: Path
 ) -> None:
     import onnx
-
     from qa_engine.export.pipeline import export_artifact
+
     from qa_engine import QAEngine
-    from qa_engine.manifest import Manifest
+    from qa_engine.artifacts.manifest import Manifest
     from tests.hf_pipeline import pipeline_answers
 
     checkpoint = _checkpoint(tokenizers[family], family, tmp_path / "checkpoint")
@@ -166,9 +169,9 @@ def test_the_reference_gives_the_transformers_pipelines_answers(
 ) -> None:
     """qa_engine.export.reference stands in for the pipeline transformers 5.3 removed: where the pipeline still
     exists it must give its answers, scores and top-k lists exactly (same PyTorch model, same windows)."""
+    from qa_engine.export.reference import pipeline_answers
     from transformers import AutoModelForQuestionAnswering, AutoTokenizer
 
-    from qa_engine.export.reference import pipeline_answers
     from tests.hf_pipeline import transformers_pipeline
 
     checkpoint = _checkpoint(tokenizers[family], family, tmp_path / "checkpoint")
@@ -194,11 +197,12 @@ def test_the_reference_gives_the_transformers_pipelines_answers(
 @pytest.mark.parametrize("family", FAMILIES)
 def test_family_trains_a_few_steps_and_exports(tokenizers: dict[str, Tokenizer], family: str, tmp_path: Path) -> None:
     from qa_engine.export.pipeline import export_artifact
-    from qa_engine import QAEngine
-    from qa_engine.manifest import Manifest
     from qa_engine.train.config import TrainConfig
     from qa_engine.train.synthetic import write_jsonl
     from qa_engine.train.trainer import train
+
+    from qa_engine import QAEngine
+    from qa_engine.artifacts.manifest import Manifest
 
     write_jsonl(generate(30, seed=5, split="train"), tmp_path / "train.jsonl")
     save_subword_tokenizer(tokenizers[family], tmp_path / "tokenizer")
@@ -219,9 +223,8 @@ def test_family_trains_a_few_steps_and_exports(tokenizers: dict[str, Tokenizer],
 
 def test_roberta_family_takes_no_token_type_ids() -> None:
     """One segment embedding: a BERT-style template's type id 1 would index past it."""
-    from transformers import AutoModelForQuestionAnswering
-
     from qa_engine.train.model import model_input_names, tiny_config
+    from transformers import AutoModelForQuestionAnswering
 
     for family in FAMILIES:
         model = AutoModelForQuestionAnswering.from_config(tiny_config(family, 100, pad_token_id=1))

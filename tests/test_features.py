@@ -7,8 +7,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from tokenizers import Tokenizer
 
-from qa_engine.config import WindowConfig
-from qa_engine.features import WindowTokenizer, answer_char_spans, answer_token_spans, window_counts
+from qa_engine.core.config import WindowConfig
+from qa_engine.core.windows import (
+    WindowTokenizer,
+    answer_char_spans,
+    answer_token_spans,
+    window_counts,
+)
 
 CORPUS = [
     "철수는 서울에 삽니다.", "고양이가 의자에 앉습니다.", "영희는 2019년 3월 5일에 부산으로 이사했다.",

@@ -5,9 +5,13 @@ import numpy as np
 import pytest
 from tokenizers import Tokenizer
 
-from qa_engine.config import WindowConfig
-from qa_engine.features import WindowTokenizer, answer_char_spans, answer_token_spans
-from qa_engine.squad import load_examples
+from qa_engine.core.config import WindowConfig
+from qa_engine.core.windows import (
+    WindowTokenizer,
+    answer_char_spans,
+    answer_token_spans,
+)
+from qa_engine.formats.squad import load_examples
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 CFG = WindowConfig()  # the reference task's 384 / 128

@@ -19,8 +19,9 @@ import pytest
 
 pytest.importorskip("huggingface_hub")
 
-from qa_engine import QAEngine, hub, model_card  # noqa: E402
-from qa_engine.manifest import MANIFEST_NAME, Manifest  # noqa: E402
+from qa_engine import QAEngine  # noqa: E402
+from qa_engine.artifacts import hub, model_card
+from qa_engine.artifacts.manifest import MANIFEST_NAME, Manifest  # noqa: E402
 
 QUESTION, CONTEXT = "철수는 어디에 삽니까?", "철수는 서울에 삽니다."
 REPO = "qa-org/tiny-ko"
@@ -156,7 +157,7 @@ def _cli(args: list[str], endpoint: str, cache: Path, offline: bool = False,
     env = {**os.environ, "HF_ENDPOINT": endpoint, "HF_HUB_CACHE": str(cache), "HF_HUB_OFFLINE": "1" if offline else "0",
            "TRANSFORMERS_OFFLINE": "0", "HF_TOKEN": "hf_stand_in", "HF_HUB_DISABLE_XET": "1",
            "HF_HUB_DISABLE_TELEMETRY": "1", "NO_PROXY": "127.0.0.1", "no_proxy": "127.0.0.1"}
-    code = f"{prelude}\nimport sys\nfrom qa_engine.cli import main\nsys.exit(main(sys.argv[1:]))"
+    code = f"{prelude}\nimport sys\nfrom qa_engine.cli.main import main\nsys.exit(main(sys.argv[1:]))"
     return subprocess.run([sys.executable, "-c", code, *args], env=env, capture_output=True, text=True, timeout=300)
 
 
@@ -352,7 +353,7 @@ def test_export_push_to_hub_records_the_command_and_uploads_with_the_card(
 
 
 def test_export_refuses_a_bad_repo_id_before_exporting(tiny_bert_checkpoint: Path, tmp_path: Path) -> None:
-    from qa_engine.cli import main
+    from qa_engine.cli.main import main
 
     out = tmp_path / "exported"
     assert main(["export", "--model", str(tiny_bert_checkpoint), "--output", str(out), "--push-to-hub", "no good"]) == 2

@@ -3,8 +3,14 @@ import json
 
 import pytest
 
-from qa_engine.cli import main
-from qa_engine.metrics import evaluate, korquad_f1, normalize_korquad, normalize_squad, squad_f1
+from qa_engine.cli.main import main
+from qa_engine.formats.metrics import (
+    evaluate,
+    korquad_f1,
+    normalize_korquad,
+    normalize_squad,
+    squad_f1,
+)
 
 
 def test_korquad_normalization_spaces_quotes_and_brackets():

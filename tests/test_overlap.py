@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from qa_engine.overlap import overlapped as pipeline
+from qa_engine.core.overlap import overlapped as pipeline
 
 
 def overlapped(items, prepare, run, finish, overlap=True) -> None:

@@ -12,8 +12,8 @@ import pytest
 ray = pytest.importorskip("ray")
 pytest.importorskip("ray.data")
 
-from qa_engine import ray_batch  # noqa: E402
-from qa_engine.cli import main  # noqa: E402
+from qa_engine.cli.main import main  # noqa: E402
+from qa_engine.serving import ray_batch  # noqa: E402
 
 CONTEXTS = [
     "세종대왕은 조선의 제4대 임금으로 1443년에 훈민정음을 창제하였다. 그는 집현전을 설치하여 학자들을 길렀다.",

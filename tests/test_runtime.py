@@ -7,8 +7,8 @@ from pathlib import Path
 import onnxruntime as ort
 import pytest
 
-from qa_engine import doctor, runtime
 from qa_engine.engine import QAEngine
+from qa_engine.runners import doctor, sessions
 
 
 class FakeSession:
@@ -16,7 +16,7 @@ class FakeSession:
 
     def __init__(self, providers: list):
         first = providers[0]
-        self._providers = [first if isinstance(first, str) else first[0], runtime.CPU]
+        self._providers = [first if isinstance(first, str) else first[0], sessions.CPU]
 
     def get_providers(self) -> list[str]:
         return self._providers
@@ -31,34 +31,34 @@ def loads(monkeypatch) -> list:
         seen.append(providers)
         return FakeSession(providers)
 
-    monkeypatch.setattr(runtime, "_load", load)
-    monkeypatch.setattr(ort, "get_available_providers", lambda: [runtime.CUDA, runtime.CPU])
-    monkeypatch.setattr(runtime, "preload_cuda_libraries", lambda: None)
+    monkeypatch.setattr(sessions, "_load", load)
+    monkeypatch.setattr(ort, "get_available_providers", lambda: [sessions.CUDA, sessions.CPU])
+    monkeypatch.setattr(sessions, "preload_cuda_libraries", lambda: None)
     return seen
 
 
-@pytest.mark.parametrize("provider", ["cuda", "auto", ["cuda"], [runtime.CUDA, runtime.CPU]])
+@pytest.mark.parametrize("provider", ["cuda", "auto", ["cuda"], [sessions.CUDA, sessions.CPU]])
 def test_fp32_on_cuda_runs_without_tf32(random_artifact, loads, provider):
     engine = QAEngine.from_pretrained(random_artifact, provider=provider, precision="fp32", warmup=False)
     assert engine.settings.device == "cuda"
-    assert loads[-1][0] == (runtime.CUDA, {"use_tf32": 0})
+    assert loads[-1][0] == (sessions.CUDA, {"use_tf32": 0})
 
 
 def test_fp16_on_cuda_keeps_the_provider_defaults(random_artifact, loads):
     engine = QAEngine.from_pretrained(random_artifact, provider="cuda", warmup=False)
     assert engine.settings.precision == "fp16"
-    assert loads[-1][0] == (runtime.CUDA, {})
+    assert loads[-1][0] == (sessions.CUDA, {})
 
 
 def test_options_given_by_the_caller_are_kept(random_artifact, loads):
-    QAEngine.from_pretrained(random_artifact, provider=[(runtime.CUDA, {"device_id": 1})], precision="fp32",
+    QAEngine.from_pretrained(random_artifact, provider=[(sessions.CUDA, {"device_id": 1})], precision="fp32",
                              warmup=False)
-    assert loads[-1][0] == (runtime.CUDA, {"device_id": 1})
+    assert loads[-1][0] == (sessions.CUDA, {"device_id": 1})
 
 
 def test_cpu_sessions_get_no_cuda_options(random_artifact, loads):
     QAEngine.from_pretrained(random_artifact, provider="cpu", precision="fp32")
-    assert loads[-1] == [runtime.CPU]
+    assert loads[-1] == [sessions.CPU]
 
 
 def test_captured_stderr_sees_native_writes():
@@ -69,11 +69,11 @@ def test_captured_stderr_sees_native_writes():
 
 def test_doctor_cpu_probe_runs():
     cpu = doctor.diagnose()[0]
-    assert (cpu.provider, cpu.installed, cpu.works, cpu.error) == (runtime.CPU, True, True, "")
+    assert (cpu.provider, cpu.installed, cpu.works, cpu.error) == (sessions.CPU, True, True, "")
 
 
 def test_doctor_names_a_cpu_only_build(monkeypatch):
-    monkeypatch.setattr(ort, "get_available_providers", lambda: [runtime.CPU])
+    monkeypatch.setattr(ort, "get_available_providers", lambda: [sessions.CPU])
     cuda = doctor.diagnose()[1]
     assert not cuda.installed and not cuda.works
     assert cuda.fix == doctor.FIX_GPU_BUILD
@@ -89,11 +89,11 @@ def test_doctor_reports_onnxruntimes_own_load_error(monkeypatch):
 
     def falls_back(path, sess_options=None, providers=None):
         os.write(2, line.encode())
-        return real(path, sess_options=sess_options, providers=[runtime.CPU])
+        return real(path, sess_options=sess_options, providers=[sessions.CPU])
 
-    monkeypatch.setattr(ort, "get_available_providers", lambda: [runtime.CUDA, runtime.CPU])
+    monkeypatch.setattr(ort, "get_available_providers", lambda: [sessions.CUDA, sessions.CPU])
     monkeypatch.setattr(ort, "InferenceSession", falls_back)
-    monkeypatch.setattr(runtime, "preload_cuda_libraries", lambda: None)
+    monkeypatch.setattr(sessions, "preload_cuda_libraries", lambda: None)
     cuda = doctor.diagnose()[1]
     assert cuda.installed and not cuda.works
     assert cuda.error.startswith("Failed to load library libonnxruntime_providers_cuda.so with error: libcublasLt.so.13")
@@ -106,16 +106,16 @@ def test_doctor_reports_onnxruntimes_own_load_error(monkeypatch):
     ("libcudnn.so.9: cannot open shared object file", doctor.FIX_CUDA_LIBS),
 ])
 def test_doctor_fix_follows_the_error(error, fix):
-    assert doctor.fix_for(runtime.CUDA, error) == fix
-    assert doctor.fix_for(runtime.CPU, error) == ""
+    assert doctor.fix_for(sessions.CUDA, error) == fix
+    assert doctor.fix_for(sessions.CPU, error) == ""
 
 
 def test_doctor_command_exit_status(capsys):
-    from qa_engine.cli import main
+    from qa_engine.cli.main import main
 
     assert main(["doctor"]) == 0
     out = capsys.readouterr().out
     assert "CPUExecutionProvider" in out and "ok" in out
     cuda_works = doctor.diagnose()[1].works
     assert main(["doctor", "--require", "cuda"]) == (0 if cuda_works else 1)
-    assert main(["doctor", "--onnx", str(Path(doctor.__file__).parent / "data" / doctor.PROBE), "--require", "cpu"]) == 0
+    assert main(["doctor", "--onnx", str(Path(doctor.__file__).parents[1] / "data" / doctor.PROBE), "--require", "cpu"]) == 0

@@ -3,7 +3,7 @@ the runtime is installed) and on hand-made logits."""
 import numpy as np
 import pytest
 
-from qa_engine.spans import WindowSpans, best_spans, merge_answers
+from qa_engine.core.spans import WindowSpans, best_spans, merge_answers
 
 
 def _batch(rng, n=48, length=128):
@@ -39,7 +39,7 @@ def test_same_spans_and_scores_as_pipeline(top_k, max_len):
 
 def test_top_one_takes_the_first_best_span_when_scores_tie():
     """Whole-number logits tie a lot: the sliding-maximum path must still pick the smallest start, then end."""
-    from qa_engine.spans import _log_softmax
+    from qa_engine.core.spans import _log_softmax
 
     rng = np.random.default_rng(3)
     start, end, soft, ctx = _batch(rng, n=64, length=40)
@@ -112,9 +112,14 @@ def test_korean_answers_stay_sub_word_where_the_pipeline_default_widens_them():
                         reason="transformers removed its question-answering pipeline in 5.3 (scripts/test_compat.sh "
                                "runs this on 4.57)")
     from tokenizers import Tokenizer, models, pre_tokenizers, processors
-    from transformers import DistilBertConfig, DistilBertForQuestionAnswering, PreTrainedTokenizerFast, pipeline
+    from transformers import (
+        DistilBertConfig,
+        DistilBertForQuestionAnswering,
+        PreTrainedTokenizerFast,
+        pipeline,
+    )
 
-    from qa_engine.features import WindowTokenizer
+    from qa_engine.core.windows import WindowTokenizer
 
     question, context = "철수는 어디에 삽니까?", "철수는 서울에 삽니다."
     chars = sorted(set((question + context).replace(" ", "")))

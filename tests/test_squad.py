@@ -4,7 +4,12 @@ import logging
 
 import pytest
 
-from qa_engine.squad import DataError, align_answer, iter_examples, load_examples
+from qa_engine.formats.squad import (
+    DataError,
+    align_answer,
+    iter_examples,
+    load_examples,
+)
 
 
 def _squad(path, qas, context="철수는 서울에 삽니다. 영희는 부산에 삽니다."):

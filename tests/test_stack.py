@@ -1,12 +1,11 @@
-"""qa_engine.stack: an unsupported or missing torch or transformers is refused before any work, naming what was found."""
+"""qa_engine.train.stack: an unsupported or missing torch or transformers is refused before any work, naming what was found."""
 from __future__ import annotations
 
 import subprocess
 import sys
 
 import pytest
-
-from qa_engine import stack
+from qa_engine.train import stack
 
 
 @pytest.fixture
@@ -48,18 +47,18 @@ def test_both_unsupported_are_named_together(installed) -> None:
 
 
 def test_the_check_is_an_import_error_the_cli_reports() -> None:
-    assert issubclass(stack.UnsupportedStack, ImportError)  # qa_engine.cli prints these and exits 2
+    assert issubclass(stack.UnsupportedStack, ImportError)  # the qa-engine CLI prints these and exits 2
 
 
 def test_importing_stack_imports_neither_torch_nor_transformers() -> None:
-    code = "import sys, qa_engine.stack; print(sorted({'torch', 'transformers'} & set(sys.modules)))"
+    code = "import sys, qa_engine.train.stack; print(sorted({'torch', 'transformers'} & set(sys.modules)))"
     assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip() == "[]"
 
 
 @pytest.mark.parametrize("command", [["export", "--model", "m", "--output", "o"], ["train", "--output", "o"]])
 def test_cli_refuses_before_any_work(command, monkeypatch, capsys, tmp_path) -> None:
     pytest.importorskip("torch")
-    from qa_engine.cli import main
+    from qa_engine.cli.main import main
 
     monkeypatch.chdir(tmp_path)
     monkeypatch.setattr(stack, "_installed", {"torch": "2.13.0", "transformers": "4.46.3"}.get)

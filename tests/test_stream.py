@@ -10,7 +10,7 @@ from typing import Any, Iterator
 import pytest
 
 from qa_engine import DecodeConfig, QAEngine
-from qa_engine.cli import main
+from qa_engine.cli.main import main
 from tests.fixtures import qa_pairs
 
 SEEDS = [("철수는 어디에 삽니까?", "철수는 서울에 삽니다."), ("고양이가 어디에 앉습니까?", "고양이가 의자에 앉습니다.")]

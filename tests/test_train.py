@@ -10,8 +10,15 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import pytest
 import torch
-from tokenizers import Tokenizer
+from qa_engine.train.config import TrainConfig
+from qa_engine.train.data import training_dataset
+from qa_engine.train.model import load_model, model_input_names, tiny_config
+from qa_engine.train.synthetic import alphabet, generate, write_jsonl
+from qa_engine.train.tokenizer import save_tokenizer_dir, train_wordpiece
+from qa_engine.train.trainer import _training_arguments, checkpoint_dir, train
+from qa_engine.train.weights import UnusedWeightsError
 from safetensors.torch import load_file, save_file
+from tokenizers import Tokenizer
 from transformers import (
     AutoModelForQuestionAnswering,
     AutoTokenizer,
@@ -21,17 +28,14 @@ from transformers import (
     TrainerCallback,
 )
 
-from qa_engine.config import WindowConfig
-from qa_engine.features import WindowTokenizer, answer_char_spans, answer_token_spans
-from qa_engine.spans import best_spans, merge_answers
-from qa_engine.squad import DataError, load_examples
-from qa_engine.train.config import TrainConfig
-from qa_engine.train.data import training_dataset
-from qa_engine.train.model import load_model, model_input_names, tiny_config
-from qa_engine.train.synthetic import alphabet, generate, write_jsonl
-from qa_engine.train.tokenizer import save_tokenizer_dir, train_wordpiece
-from qa_engine.train.trainer import _training_arguments, checkpoint_dir, train
-from qa_engine.train.weights import UnusedWeightsError
+from qa_engine.core.config import WindowConfig
+from qa_engine.core.spans import best_spans, merge_answers
+from qa_engine.core.windows import (
+    WindowTokenizer,
+    answer_char_spans,
+    answer_token_spans,
+)
+from qa_engine.formats.squad import DataError, load_examples
 
 
 @pytest.fixture(scope="module")

@@ -14,8 +14,8 @@ import onnxruntime as ort
 import pytest
 
 from qa_engine import QAEngine
-from qa_engine.manifest import Manifest, sha256_file
-from qa_engine.triton_client import TritonQAClient, http_infer
+from qa_engine.artifacts.manifest import Manifest, sha256_file
+from qa_engine.serving.triton.client import TritonQAClient, http_infer
 
 TOKEN = re.compile(r'"[^"]*"|[{}\[\]:,]|[^\s{}\[\]:,"]+')
 

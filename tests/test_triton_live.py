@@ -23,10 +23,18 @@ import numpy as np
 import pytest
 
 from qa_engine import QAEngine
-from qa_engine.manifest import Manifest
-from qa_engine.triton_serve import (
-    ENGINE_MODEL, RAW_MODEL, Address, Bundle, ServeOptions, TritonServer, TritonUnavailable, free_ports,
-    server_environment, write_repository,
+from qa_engine.artifacts.manifest import Manifest
+from qa_engine.serving.triton.server import (
+    ENGINE_MODEL,
+    RAW_MODEL,
+    Address,
+    Bundle,
+    ServeOptions,
+    TritonServer,
+    TritonUnavailable,
+    free_ports,
+    server_environment,
+    write_repository,
 )
 from tests.fixtures import qa_pairs
 from tests.test_triton import parse_pbtxt
@@ -256,7 +264,7 @@ def test_engine_through_triton_answers_as_the_engine(live, engines, precision: s
 @pytest.mark.parametrize("precision", PRECISIONS)
 def test_triton_client_on_the_raw_onnx_model_answers_as_the_engine(live, engines, random_artifact: Path,
                                                                    precision: str) -> None:
-    from qa_engine.triton_client import TritonQAClient
+    from qa_engine.serving.triton.client import TritonQAClient
 
     server, engine = live(precision), engines(precision)
     questions, contexts = [p[0] for p in PAIRS], [p[1] for p in PAIRS]

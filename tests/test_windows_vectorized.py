@@ -9,8 +9,14 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from tokenizers import Tokenizer
 
-from qa_engine.config import WindowConfig
-from qa_engine.features import ContextCache, PairTemplate, Windows, WindowTokenizer, window_counts
+from qa_engine.core.config import WindowConfig
+from qa_engine.core.windows import (
+    ContextCache,
+    PairTemplate,
+    Windows,
+    WindowTokenizer,
+    window_counts,
+)
 
 CORPUS = ["철수는 서울에 삽니다.", "고양이가 의자에 앉습니다.", "영희는 2019년 3월 5일에 부산으로 이사했다.",
           "Apple은 1976년에 설립되었다.", "학생 300명이 도서관에서 책 12권을 읽었다."]
@@ -213,7 +219,7 @@ def test_window_counts_follow_the_overflow_rule(n, budget, stride_share):
 
 
 def test_question_fits_is_the_rule_windows_enforces(wordpiece):
-    from qa_engine.squad import Example, split_by_fit
+    from qa_engine.formats.squad import Example, split_by_fit
 
     wt = WindowTokenizer(Tokenizer.from_str(wordpiece.to_str()), WindowConfig(24, 8))
     questions = ["누가?", "몇 권을 읽었나? " * 5, "철수는 어디에 삽니까?"]

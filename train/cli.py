@@ -11,7 +11,7 @@ _FIELDS = {"eval_data": "eval_dataset", "test_data": "test_dataset"}
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
-    from qa_engine import stack
+    from qa_engine.train import stack
 
     stack.check("train")
     from .trainer import train
@@ -23,7 +23,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 
 def _cmd_train_tiny(args: argparse.Namespace) -> int:
-    from qa_engine import stack
+    from qa_engine.train import stack
 
     stack.check("train-tiny")
     from .tiny import build_tiny_model

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from qa_engine.config import WindowConfig
-from qa_engine.metrics import METRICS
+from qa_engine.core.config import WindowConfig
+from qa_engine.formats.metrics import METRICS
 
 DEFAULT_MODEL = "distilbert/distilbert-base-multilingual-cased"
 DEFAULT_DATASET = "KorQuAD/squad_kor_v1"

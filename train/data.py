@@ -9,8 +9,13 @@ import torch
 from torch.utils.data import Dataset
 from tqdm.auto import tqdm
 
-from qa_engine.features import WindowTokenizer, Windows, answer_char_spans, answer_token_spans
-from qa_engine.squad import DataError, Example, split_by_fit
+from qa_engine.core.windows import (
+    Windows,
+    WindowTokenizer,
+    answer_char_spans,
+    answer_token_spans,
+)
+from qa_engine.formats.squad import DataError, Example, split_by_fit
 
 log = logging.getLogger(__name__)
 

@@ -1,4 +1,4 @@
-"""Scoring a model's logits over an evaluation set: decode with qa_engine.spans, score with qa_engine.metrics."""
+"""Scoring a model's logits over an evaluation set: decode with qa_engine.core.spans, score with qa_engine.formats.metrics."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -6,11 +6,11 @@ from typing import Sequence
 
 import numpy as np
 
-from qa_engine.answering import decode_windows
-from qa_engine.config import DecodeConfig
-from qa_engine.features import WindowTokenizer, Windows
-from qa_engine.metrics import Score, evaluate
-from qa_engine.squad import Example, references
+from qa_engine.core.config import DecodeConfig
+from qa_engine.core.pipeline import decode_windows
+from qa_engine.core.windows import Windows, WindowTokenizer
+from qa_engine.formats.metrics import Score, evaluate
+from qa_engine.formats.squad import Example, references
 
 from .data import WindowDataset, inference_dataset
 

@@ -24,10 +24,10 @@ from tokenizers import Tokenizer
 from transformers import Trainer, TrainerCallback, TrainingArguments, set_seed
 from transformers.trainer_utils import get_last_checkpoint, speed_metrics
 
-from qa_engine.atomic import atomic_dir
-from qa_engine.config import WindowConfig, max_window_length
-from qa_engine.features import WindowTokenizer
-from qa_engine.squad import Example, load_examples
+from qa_engine.artifacts.atomic import atomic_dir
+from qa_engine.core.config import WindowConfig, max_window_length
+from qa_engine.core.windows import WindowTokenizer
+from qa_engine.formats.squad import Example, load_examples
 
 from .config import EVAL_SPLIT, TrainConfig
 from .data import LABEL_COLUMNS, collate, training_dataset
@@ -44,7 +44,7 @@ def checkpoint_dir(output: Path) -> Path:
 
 
 class QATrainer(Trainer):
-    """A Trainer whose evaluation decodes answer spans with qa_engine.spans and reports exact_match and f1."""
+    """A Trainer whose evaluation decodes answer spans with qa_engine.core.spans and reports exact_match and f1."""
 
     def __init__(self, *args, eval_set: EvalSet | None, max_answer_length: int, metric: str, **kwargs):
         super().__init__(*args, eval_dataset=eval_set.dataset if eval_set else None, **kwargs)

@@ -28,8 +28,8 @@ from fastapi import FastAPI, HTTPException
 from pydantic import BaseModel
 
 from qa_engine import QAEngine
-from qa_engine.batcher import QueueFullError
-from qa_engine.types import AnswerResult
+from qa_engine.core.types import AnswerResult
+from qa_engine.serving.batcher import QueueFullError
 
 log = logging.getLogger("qa_engine.service")
 

@@ -1,11 +1,11 @@
-"""Writing flat QA records as JSON Lines or nested SQuAD v1.1 JSON, atomically (qa_engine.atomic)."""
+"""Writing flat QA records as JSON Lines or nested SQuAD v1.1 JSON, atomically (qa_engine.artifacts.atomic)."""
 from __future__ import annotations
 
 import json
 from pathlib import Path
 from typing import Iterable
 
-from qa_engine.atomic import atomic_open
+from qa_engine.artifacts.atomic import atomic_open
 
 
 def write_jsonl(records: Iterable[dict], path: str | Path) -> None:

@@ -15,7 +15,7 @@ from typing import Iterator
 import numpy as np
 import onnxruntime as ort
 
-from . import runtime
+from qa_engine.runners import sessions
 
 PROBE = "probe.onnx"  # a 4x4 MatMul: loading the provider library and running one kernel on it
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
@@ -56,7 +56,7 @@ def captured_stderr() -> Iterator[list[str]]:
 
 def fix_for(provider: str, error: str) -> str:
     """The command that would most likely make `provider` work, from onnxruntime's load error."""
-    if provider != runtime.CUDA:
+    if provider != sessions.CUDA:
         return ""
     if "libcuda.so" in error or "no CUDA-capable device" in error or "CUDA driver" in error:
         return FIX_DRIVER
@@ -66,18 +66,18 @@ def fix_for(provider: str, error: str) -> str:
 def check_provider(provider: str, model: Path) -> ProviderCheck:
     """Create a session on `provider` alone (CPU as fallback) and run the model once; report what happened."""
     if provider not in ort.get_available_providers():
-        fix = FIX_GPU_BUILD if provider == runtime.CUDA else ""
+        fix = FIX_GPU_BUILD if provider == sessions.CUDA else ""
         return ProviderCheck(provider, False, False, "not in this onnxruntime build", fix)
-    if provider == runtime.CUDA:
-        runtime.preload_cuda_libraries()
-    options = runtime.session_options(1)
+    if provider == sessions.CUDA:
+        sessions.preload_cuda_libraries()
+    options = sessions.session_options(1)
     options.log_severity_level = 3
     ort.set_default_logger_severity(3)
     try:
         with captured_stderr() as logged:
             try:
                 session = ort.InferenceSession(str(model), sess_options=options,
-                                               providers=[provider, runtime.CPU])
+                                               providers=[provider, sessions.CPU])
                 if session.get_providers()[0] == provider:
                     feeds = {i.name: np.ones([d if isinstance(d, int) else 1 for d in i.shape], np.float32)
                              for i in session.get_inputs()}
@@ -96,7 +96,7 @@ def diagnose(model: Path | None = None) -> list[ProviderCheck]:
     """CPU and CUDA, the providers qa-engine uses, checked on `model` (default: the bundled probe)."""
     if model is None:
         model = Path(str(importlib.resources.files("qa_engine") / "data" / PROBE))
-    return [check_provider(p, model) for p in (runtime.CPU, runtime.CUDA)]
+    return [check_provider(p, model) for p in (sessions.CPU, sessions.CUDA)]
 
 
 def _cmd_doctor(args: argparse.Namespace) -> int:
@@ -110,7 +110,7 @@ def _cmd_doctor(args: argparse.Namespace) -> int:
             print(f"  onnxruntime: {c.error}")
         if c.fix:
             print(f"  fix: {c.fix}")
-    required = {runtime.PROVIDER_NAMES[r] for r in args.require}
+    required = {sessions.PROVIDER_NAMES[r] for r in args.require}
     return 1 if any(c.provider in required and not c.works for c in checks) else 0
 
 
@@ -118,6 +118,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     """Add `doctor` to the qa-engine command."""
     p = sub.add_parser("doctor", help="check which onnxruntime providers work here and how to fix those that do not")
     p.add_argument("--onnx", help="ONNX file to try instead of the bundled probe (e.g. an artifact's model.fp16.onnx)")
-    p.add_argument("--require", action="append", default=[], choices=sorted(runtime.PROVIDER_NAMES),
+    p.add_argument("--require", action="append", default=[], choices=sorted(sessions.PROVIDER_NAMES),
                    help="exit 1 unless this provider works (repeatable)")
     p.set_defaults(func=_cmd_doctor)

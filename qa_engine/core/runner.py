@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any, Callable, Protocol, Sequence
 
 import numpy as np
 
-from . import runtime
+from qa_engine.runners import sessions
 
 if TYPE_CHECKING:
     import onnxruntime as ort
@@ -35,7 +35,7 @@ def _float32(outputs: Sequence[Any]) -> Logits:
 
 @dataclass
 class OnnxRunner:
-    """An onnxruntime session; on CUDA each call goes through IO binding (see runtime.run)."""
+    """An onnxruntime session; on CUDA each call goes through IO binding (see sessions.run)."""
 
     session: "ort.InferenceSession"
     device: str = "cpu"
@@ -47,7 +47,7 @@ class OnnxRunner:
             self.input_names = tuple(i.name for i in self.session.get_inputs())
 
     def run(self, feed: dict[str, np.ndarray]) -> Logits:
-        return _float32(runtime.run(self.session, feed, self.device))
+        return _float32(sessions.run(self.session, feed, self.device))
 
 
 @dataclass

@@ -11,8 +11,8 @@ import shlex
 from pathlib import Path
 from typing import Any, Sequence
 
-from .atomic import atomic_write_text
-from .manifest import Manifest
+from qa_engine.artifacts.atomic import atomic_write_text
+from qa_engine.artifacts.manifest import Manifest
 
 PROVENANCE_NAME = "provenance.json"
 TRAIN_CONFIG = "train_config.json"  # written by `qa-engine train` beside the model
@@ -47,7 +47,7 @@ def record_provenance(folder: str | Path, argv: Sequence[str], checkpoint: str |
 
 
 def _is_hub_id(value: object) -> bool:
-    from .hub import is_repo_id
+    from qa_engine.artifacts.hub import is_repo_id
 
     return isinstance(value, str) and "/" in value and is_repo_id(value) and not Path(value).exists()
 

@@ -7,10 +7,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable, Iterator, Sequence
 
-from .inputs import check_text
+from qa_engine.core.inputs import check_text
 
 if TYPE_CHECKING:
-    from .features import WindowTokenizer
+    from qa_engine.core.windows import WindowTokenizer
 
 log = logging.getLogger(__name__)
 

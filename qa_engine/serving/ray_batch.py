@@ -14,10 +14,10 @@ from typing import Any, Iterator
 
 import numpy as np
 
-from .atomic import atomic_open
-from .hub import is_repo_id
-from .records import output_record, summary, write_predictions
-from .squad import iter_examples
+from qa_engine.artifacts.atomic import atomic_open
+from qa_engine.artifacts.hub import is_repo_id
+from qa_engine.formats.records import output_record, summary, write_predictions
+from qa_engine.formats.squad import iter_examples
 
 log = logging.getLogger(__name__)
 
@@ -29,7 +29,7 @@ class Answerer:
         self, model: str, provider: str, precision: str | None, threads: int, options: dict[str, Any],
         revision: str | None = None,
     ):
-        from .engine import QAEngine
+        from qa_engine.engine import QAEngine
 
         self.engine = QAEngine.from_pretrained(
             model, provider=provider, precision=precision, intra_op_threads=threads, revision=revision

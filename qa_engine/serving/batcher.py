@@ -11,11 +11,11 @@ from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from .inputs import check_text
-from .types import AnswerResult
+from qa_engine.core.inputs import check_text
+from qa_engine.core.types import AnswerResult
 
 if TYPE_CHECKING:
-    from .engine import QAEngine
+    from qa_engine.engine import QAEngine
 
 log = logging.getLogger(__name__)
 

@@ -13,7 +13,7 @@ from typing import Sequence
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
-from .types import AnswerDict
+from qa_engine.core.types import AnswerDict
 
 MASKED_LOGIT = -10000.0
 

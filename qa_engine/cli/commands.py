@@ -10,14 +10,14 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable, Iterator, TypeVar
 
-from .atomic import atomic_open
-from .records import output_record, summary, write_predictions
-from .squad import iter_examples
+from qa_engine.artifacts.atomic import atomic_open
+from qa_engine.formats.records import output_record, summary, write_predictions
+from qa_engine.formats.squad import iter_examples
 
 if TYPE_CHECKING:
     from tqdm import tqdm
 
-    from .engine import QAEngine
+    from qa_engine.engine import QAEngine
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -36,7 +36,7 @@ def _add_engine_args(p: argparse.ArgumentParser) -> None:
 
 
 def _engine(args: argparse.Namespace) -> "QAEngine":
-    from .engine import QAEngine
+    from qa_engine.engine import QAEngine
 
     return QAEngine.from_pretrained(args.model, provider=args.provider, precision=args.precision,
                                     revision=args.revision)
@@ -129,7 +129,7 @@ def _print_answers(predictions: dict[str, str], expected: dict[str, tuple[str, .
 def _cmd_batch_ray(args: argparse.Namespace) -> int:
     if args.print:
         raise ValueError("--print is not available with --ray; read the output file")
-    from .ray_batch import answer_dataset_ray
+    from qa_engine.serving.ray_batch import answer_dataset_ray
 
     summary = answer_dataset_ray(
         args.model, args.input, args.output, num_workers=args.num_workers, provider=args.provider,
@@ -165,8 +165,8 @@ def _add_batch(sub: argparse._SubParsersAction) -> None:
 
 
 def _cmd_push(args: argparse.Namespace) -> int:
-    from .hub import push_artifact
-    from .model_card import card_for
+    from qa_engine.artifacts.hub import push_artifact
+    from qa_engine.artifacts.model_card import card_for
 
     url = push_artifact(args.artifact, args.repo_id, card=card_for(args.artifact, args.repo_id), private=args.private,
                         revision=args.revision, commit_message=args.message)

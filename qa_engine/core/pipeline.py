@@ -7,11 +7,11 @@ from typing import Iterator, Sequence
 
 import numpy as np
 
-from .buckets import Shapes, plan_batches
-from .config import DecodeConfig
-from .features import Windows
-from .runners import Logits, ModelRunner
-from .spans import MASKED_LOGIT, Answer, best_spans, merge_answers
+from qa_engine.core.buckets import Shapes, plan_batches
+from qa_engine.core.config import DecodeConfig
+from qa_engine.core.runner import Logits, ModelRunner
+from qa_engine.core.spans import MASKED_LOGIT, Answer, best_spans, merge_answers
+from qa_engine.core.windows import Windows
 
 
 def model_feed(w: Windows, rows: np.ndarray, width: int, input_names: Sequence[str], pad_id: int,

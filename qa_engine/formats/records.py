@@ -5,8 +5,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-from .atomic import atomic_open
-from .types import AnswerResult
+from qa_engine.artifacts.atomic import atomic_open
+from qa_engine.core.types import AnswerResult
 
 
 def output_record(qid: str, question: str, result: AnswerResult) -> dict[str, Any]:

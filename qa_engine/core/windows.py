@@ -16,7 +16,7 @@ from typing import Sequence
 import numpy as np
 from tokenizers import Tokenizer
 
-from .config import WindowConfig
+from qa_engine.core.config import WindowConfig
 
 
 @dataclass(frozen=True)

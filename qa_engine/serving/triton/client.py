@@ -11,12 +11,12 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from .config import DecodeConfig, WindowConfig
-from .engine import EngineSettings, QAEngine
-from .features import WindowTokenizer
-from .manifest import Manifest
-from .runners import CallRunner
-from .types import AnswerResult
+from qa_engine.artifacts.manifest import Manifest
+from qa_engine.core.config import DecodeConfig, WindowConfig
+from qa_engine.core.runner import CallRunner
+from qa_engine.core.types import AnswerResult
+from qa_engine.core.windows import WindowTokenizer
+from qa_engine.engine import EngineSettings, QAEngine
 
 log = logging.getLogger(__name__)
 

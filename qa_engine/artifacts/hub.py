@@ -15,7 +15,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Callable, Iterator
 
-from .manifest import MANIFEST_NAME, Manifest, sha256_file
+from qa_engine.artifacts.manifest import MANIFEST_NAME, Manifest, sha256_file
 
 log = logging.getLogger(__name__)
 
@@ -133,10 +133,10 @@ def _download(
 def cuda_runs() -> bool:
     """Whether onnxruntime really runs CUDA here, tried on the packaged probe model so that a hub artifact's
     CUDA variant is downloaded only where it can run (onnxruntime-gpu lists CUDA on machines without a GPU)."""
-    from . import runtime
+    from qa_engine.runners import sessions
 
     with as_file(files("qa_engine") / "data" / PROBE_MODEL) as probe:
-        return runtime.cuda_session(probe, "fp32", 1) is not None
+        return sessions.cuda_session(probe, "fp32", 1) is not None
 
 
 def _artifact_files(folder: Path) -> Iterator[Path]:

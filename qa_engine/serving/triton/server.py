@@ -4,7 +4,7 @@
 
 The server is the tritonserver binary and python backend that nvidia-pytriton ships (`pip install
 'qa-engine[triton]'`, Linux), or any Triton installation (`--tritonserver`, `--backend-directory`, e.g. NVIDIA's
-container). A model repository of python-backend models (qa_engine.triton_models) is written into a workspace
+container). A model repository of python-backend models (qa_engine.serving.triton.models) is written into a workspace
 folder, tritonserver is started on it with Triton's dynamic batching, and stopped (SIGTERM, then SIGKILL) on exit.
 """
 from __future__ import annotations
@@ -30,9 +30,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, Callable
 
-from . import triton_models as tm
-from .manifest import Manifest
-from .triton_config import TensorSpec, batching_block, parameters_block, tensor_specs, tensors_block
+from qa_engine.artifacts.manifest import Manifest
+from qa_engine.serving.triton import models as tm
+from qa_engine.serving.triton.config import (
+    TensorSpec,
+    batching_block,
+    parameters_block,
+    tensor_specs,
+    tensors_block,
+)
 
 log = logging.getLogger(__name__)
 
@@ -170,7 +176,7 @@ def _config(name: str, inputs: list[TensorSpec], outputs: list[TensorSpec], opti
 
 def resolve_precision(artifact: Path, options: ServeOptions) -> str:
     """The variant to serve: the one asked for, else the engine's choice for the provider (int8 on CPU)."""
-    from .engine import PREFERRED
+    from qa_engine.engine import PREFERRED
 
     variants = Manifest.read(artifact).variants
     if options.precision is not None:
@@ -202,7 +208,7 @@ def write_repository(artifact: str | Path, repo: str | Path, options: ServeOptio
         (folder / "config.pbtxt").write_text(text, encoding="utf-8")
         (folder / "1" / "model.py").write_text(
             f'"""Triton python-backend model {name}: qa-engine\'s {MODEL_PY[name]}."""\n'
-            f"from qa_engine.triton_models import {MODEL_PY[name]} as TritonPythonModel  # noqa: F401\n",
+            f"from qa_engine.serving.triton.models import {MODEL_PY[name]} as TritonPythonModel  # noqa: F401\n",
             encoding="utf-8",
         )
     log.info("Triton models %s (%s) written to %s", ", ".join(configs), precision, repo)
@@ -406,7 +412,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "serve-triton", help="serve an artifact from a Triton Inference Server (needs qa-engine[triton])",
         description="Model 'qa' answers: question and context (BYTES) in; answer (BYTES), start, end (INT64) and "
                     "score (FP32) out, Triton batching requests dynamically. --raw-onnx also serves the ONNX model "
-                    "as 'qa_engine' with export's signature, for qa_engine.triton_client.TritonQAClient. "
+                    "as 'qa_engine' with export's signature, for qa_engine.serving.triton.client.TritonQAClient. "
                     "Stops on SIGINT or SIGTERM.",
     )
     p.add_argument("--model", required=True, help="artifact folder written by `qa-engine export`")

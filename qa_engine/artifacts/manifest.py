@@ -3,12 +3,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-from importlib import metadata
 from dataclasses import asdict, dataclass, field
+from importlib import metadata
 from pathlib import Path
 from typing import Any, Iterable
 
-from .atomic import atomic_write_text
+from qa_engine.artifacts.atomic import atomic_write_text
 
 MANIFEST_NAME = "qa_engine.json"
 FORMAT = "qa-engine-artifact"

@@ -1,7 +1,7 @@
 """Triton python-backend models: the engine behind a "qa" model, and the raw ONNX model with export's signature.
 
 These classes run inside Triton's python-backend stub process, which provides `triton_python_backend_utils`;
-the model.py files qa_engine.triton_serve writes only import them. Triton's dynamic batcher hands `execute` the
+the model.py files qa_engine.serving.triton.server writes only import them. Triton's dynamic batcher hands `execute` the
 requests it gathered; each gets its own answer or its own error, so one malformed request never fails the others.
 """
 from __future__ import annotations
@@ -13,12 +13,12 @@ from typing import Any, Callable, Sequence, TypeVar, cast
 
 import numpy as np
 
-from .inputs import check_text
-from .types import AnswerDict
+from qa_engine.core.inputs import check_text
+from qa_engine.core.types import AnswerDict
 
 log = logging.getLogger(__name__)
 
-# config.pbtxt parameters of the models (all strings), written by qa_engine.triton_serve
+# config.pbtxt parameters of the models (all strings), written by qa_engine.serving.triton.server
 ARTIFACT, PRECISION, PROVIDER, THREADS, MODEL_BATCH, MAX_ANSWER, IMPOSSIBLE = (
     "artifact", "precision", "provider", "intra_op_threads", "model_batch_size", "max_answer_length",
     "handle_impossible_answer",
@@ -88,7 +88,7 @@ class EngineModel:
 
     def initialize(self, args: dict[str, str]) -> None:
         """Load the artifact's engine with the settings in config.pbtxt's parameters."""
-        from .engine import QAEngine
+        from qa_engine.engine import QAEngine
 
         p = _parameters(args)
         overrides: dict[str, Any] = {}
@@ -139,15 +139,15 @@ class OnnxModel:
 
     def initialize(self, args: dict[str, str]) -> None:
         """Open the variant named in config.pbtxt's parameters (checksum verified) on the CPU."""
-        from . import runtime
-        from .manifest import Manifest, sha256_file
+        from qa_engine.artifacts.manifest import Manifest, sha256_file
+        from qa_engine.runners import sessions
 
         p = _parameters(args)
         variant = Manifest.read(p[ARTIFACT]).variants[p[PRECISION]]
         path = Path(p[ARTIFACT]) / variant.file
         if sha256_file(path) != variant.sha256:
             raise ValueError(f"{path}: checksum does not match the manifest")
-        self.session = runtime.cpu_session(path, int(p[THREADS]) if p.get(THREADS) else None)
+        self.session = sessions.cpu_session(path, int(p[THREADS]) if p.get(THREADS) else None)
         self.input_names = [i.name for i in self.session.get_inputs()]
         self.output_names = [o.name for o in self.session.get_outputs()]
 

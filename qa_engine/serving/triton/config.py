@@ -1,6 +1,6 @@
 """Triton model signatures and config.pbtxt text: one rule for every Triton model qa-engine writes.
 
-export/triton.py (the onnxruntime-backend repository) and qa_engine.triton_serve (the python-backend models the
+export/triton.py (the onnxruntime-backend repository) and qa_engine.serving.triton.server (the python-backend models the
 bundled server runs) both read an ONNX model's inputs and outputs through `tensor_specs`, so a client that talks to
 one talks to the other.
 """

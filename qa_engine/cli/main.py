@@ -1,5 +1,5 @@
 """The `qa-engine` command. Runtime subcommands live here; `train`, `export` and `bench` register
-themselves through the `qa_engine.commands` entry-point group, so this package never imports them."""
+themselves through the `qa_engine.cli.commands` entry-point group, so this package never imports them."""
 from __future__ import annotations
 
 import argparse
@@ -9,8 +9,8 @@ import sys
 from importlib.metadata import entry_points
 from typing import Callable, Sequence
 
-from .metrics import METRICS, evaluate
-from .squad import DataError, iter_examples, references
+from qa_engine.formats.metrics import METRICS, evaluate
+from qa_engine.formats.squad import DataError, iter_examples, references
 
 log = logging.getLogger("qa_engine")
 
@@ -41,7 +41,9 @@ def _add_evaluate(sub: argparse._SubParsersAction) -> None:
 
 
 def _runtime_commands() -> list[Callable[[argparse._SubParsersAction], None]]:
-    from . import commands, doctor, triton_serve
+    from qa_engine.cli import commands
+    from qa_engine.runners import doctor
+    from qa_engine.serving.triton import server as triton_serve
 
     return [_add_evaluate, doctor.register, *commands.REGISTER, triton_serve.register]
 
@@ -76,6 +78,3 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"qa-engine {args.command}: error: {e}", file=sys.stderr)
         return 2
 
-
-if __name__ == "__main__":
-    sys.exit(main())

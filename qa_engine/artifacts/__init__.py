@@ -1,0 +1,1 @@
+"""Exported artifacts: the manifest, loading (local or hub, checksummed), publishing, atomic writes."""

@@ -1,0 +1,1 @@
+"""Serving around the engine: the micro-batcher, Ray batch jobs and Triton."""
