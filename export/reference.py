@@ -1,7 +1,7 @@
 """The transformers question-answering pipeline's answers (align_to_words=False) from a PyTorch model, computed
 the pipeline's way but without it: transformers removed the pipeline in 5.3, and parity checks still need the
 reference it gave. Written from the algorithm of transformers 4.57's QuestionAnsweringPipeline (fast tokenizer,
-right padding) and checked against that pipeline where it exists (tests/test_families.py).
+right padding) and checked against that pipeline where it exists (tests/export/test_families.py).
 
 Independent of qa_engine's own windowing and span decoding on purpose: it is what those are compared to.
 """

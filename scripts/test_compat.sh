@@ -12,5 +12,5 @@ VENV=.venv-457
 "$VENV/bin/python" -m pip install --quiet -e ".[train,export]" "transformers==4.57.*" "pytest>=8.0" "hypothesis>=6.100"
 export HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TRANSFORMERS_OFFLINE=1 TOKENIZERS_PARALLELISM=true
 exec "$VENV/bin/python" -m pytest -q -o cache_dir=.pytest_cache_457 "$@" \
-  tests/test_train.py tests/test_relbert.py tests/test_export.py tests/test_export_parity.py tests/test_families.py \
-  tests/test_engine.py tests/test_spans.py
+  tests/train/test_train.py tests/train/test_relbert.py tests/export/test_export.py tests/export/test_export_parity.py tests/export/test_families.py \
+  tests/runtime/test_engine.py tests/runtime/core/test_spans.py

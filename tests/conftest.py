@@ -1,7 +1,9 @@
 """Fixtures (from tests/fixtures.py, shared with benchmarks/), the `slow` marking, and the runtime-only mode.
 
-QA_ENGINE_RUNTIME_ONLY=1 (the base-package job in scripts/test.sh) collects only RUNTIME_TESTS and refuses to
-import the training, export and benchmark stacks, so a runtime test that reaches for them fails there at once
+Tests live in folders by what they test: tests/runtime/ (mirroring qa_engine's subpackages) needs only the
+runtime's dependencies; tests/train/, tests/export/ and tests/benchmarks/ test the stages. QA_ENGINE_RUNTIME_ONLY=1
+(the base-package job, scripts/test_runtime.sh) leaves the stage folders out and refuses to import the training,
+export and benchmark stacks, so a runtime test that reaches for them fails there at once
 instead of passing because the working tree happens to be on sys.path.
 """
 from __future__ import annotations
@@ -9,12 +11,12 @@ from __future__ import annotations
 import importlib.abc
 import os
 import sys
-from pathlib import Path
 
 import pytest
 
 from tests.fixtures import (  # noqa: F401  (fixtures are found by their names in this module)
     TRAINED,
+    engine,
     korquad_dev,
     quick_distilbert_checkpoint,
     random_artifact,
@@ -22,14 +24,8 @@ from tests.fixtures import (  # noqa: F401  (fixtures are found by their names i
     tiny_bert_checkpoint,
 )
 
-# test files whose tests not marked slow need only the runtime's dependencies
-RUNTIME_TESTS = frozenset({
-    "test_atomic.py", "test_batch_independence.py", "test_batch_print.py", "test_batcher.py", "test_cli.py",
-    "test_engine.py", "test_engine_cuda_path.py", "test_features.py", "test_features_korquad.py", "test_hub.py",
-    "test_metrics.py", "test_overlap.py", "test_random_model.py", "test_ray_batch.py", "test_runtime.py", "test_service.py",
-    "test_spans.py", "test_squad.py", "test_stream.py", "test_triton.py", "test_triton_live.py",
-    "test_windows_vectorized.py",
-})
+# the stages' test folders; everything else under tests/ tests the runtime and needs only its dependencies
+STAGE_FOLDERS = ("train", "export", "benchmarks")
 NOT_RUNTIME = ("torch", "transformers", "optimum", "qa_engine.train", "qa_engine.export", "qa_engine.benchmarks")
 
 
@@ -44,7 +40,7 @@ class _Refuse(importlib.abc.MetaPathFinder):
 
 if os.environ.get("QA_ENGINE_RUNTIME_ONLY"):
     sys.meta_path.insert(0, _Refuse())
-    collect_ignore = sorted(p.name for p in Path(__file__).parent.glob("test_*.py") if p.name not in RUNTIME_TESTS)
+    collect_ignore = list(STAGE_FOLDERS)
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

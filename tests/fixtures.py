@@ -23,6 +23,7 @@ from tokenizers import (
     processors,
 )
 
+from qa_engine import QAEngine
 from qa_engine.artifacts.manifest import Manifest, Variant, sha256_file
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -106,6 +107,13 @@ def build_random_artifact(folder: Path) -> Path:
 def random_artifact(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The random-weight artifact (fresh per session; building it takes well under a second)."""
     return build_random_artifact(tmp_path_factory.mktemp("random-artifact"))
+
+
+@pytest.fixture(scope="session")
+def engine(random_artifact: Path) -> QAEngine:
+    """The fp32 engine on the random-weight artifact, shared by the runtime tests (int8's dynamic activation
+    scales depend on the batch, fp32's answers do not)."""
+    return QAEngine.from_pretrained(random_artifact, provider="cpu", precision="fp32")
 
 
 NAMES = ("철수", "영희", "민수", "지영", "현우", "서연", "도윤", "하은", "준호", "민지")

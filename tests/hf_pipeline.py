@@ -1,6 +1,6 @@
 """The transformers question-answering pipeline's answers (align_to_words=False) on a PyTorch checkpoint: the
 pipeline itself where this transformers still has it (it was removed in 5.3), else qa_engine.export.reference,
-which computes the same (tests/test_families.py checks that where both exist)."""
+which computes the same (tests/export/test_families.py checks that where both exist)."""
 from __future__ import annotations
 
 from pathlib import Path

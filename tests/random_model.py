@@ -2,7 +2,7 @@
 
 Run `python -m tests.random_model` (needs onnx and onnxruntime's quantization and fp16 tools: the full venv) to
 write tests/data/random_bert/model.{fp32,int8,fp16}.onnx; the files are committed, so the runtime-only test job
-reads them without onnx installed, and tests/test_random_model.py checks the fp32 file is what this script makes.
+reads them without onnx installed, and tests/runtime/test_random_model.py checks the fp32 file is what this script makes.
 The int8 and fp16 files come from export.quantize, as an exported artifact's do (int8 calibrated on test questions).
 
 The graph is a 2-layer encoder (embeddings, masked multi-head self-attention, GELU feed-forward, post-layer norms)

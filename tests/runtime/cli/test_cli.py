@@ -13,11 +13,6 @@ from qa_engine.cli.main import main
 QUESTION, CONTEXT = "철수는 어디에 삽니까?", "영희는 부산에 삽니다. 철수는 서울에 삽니다."
 
 
-@pytest.fixture(scope="module")
-def engine(random_artifact: Path) -> QAEngine:
-    return QAEngine.from_pretrained(random_artifact, provider="cpu", precision="fp32")
-
-
 def _answer(random_artifact: Path, capsys: pytest.CaptureFixture[str], *extra: str) -> tuple[int, str, str]:
     status = main(["answer", "--model", str(random_artifact), "--provider", "cpu", "--precision", "fp32",
                    "--question", QUESTION, *extra])

@@ -17,11 +17,6 @@ SEEDS = [("철수는 어디에 삽니까?", "철수는 서울에 삽니다."), (
 
 
 @pytest.fixture(scope="module")
-def engine(random_artifact: Path) -> QAEngine:
-    return QAEngine.from_pretrained(random_artifact, provider="cpu", precision="fp32")
-
-
-@pytest.fixture(scope="module")
 def pairs() -> list[tuple[str, str]]:
     filler = " 그리고 날씨가 맑았습니다."
     return [(q, c + filler * (i % 5) * 8) for i, (q, c, _) in enumerate(qa_pairs(40, seed=11))]

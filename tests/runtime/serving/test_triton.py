@@ -1,6 +1,6 @@
 """Triton repository and client: config.pbtxt matches the ONNX model; the client answers as QAEngine does.
 
-Here the model call is replaced by a local onnxruntime session (tests/test_triton_live.py runs a live Triton
+Here the model call is replaced by a local onnxruntime session (tests/runtime/serving/test_triton_live.py runs a live Triton
 server). Writing the repository is export's job (export.triton); those tests skip where only the runtime is installed.
 """
 from __future__ import annotations
@@ -86,11 +86,6 @@ def parse_pbtxt(text: str) -> dict:
         return out
 
     return message(None)
-
-
-@pytest.fixture(scope="module")
-def engine(random_artifact: Path) -> QAEngine:
-    return QAEngine.from_pretrained(random_artifact, provider="cpu", precision="fp32")
 
 
 def _local_infer(model: Path, calls: list[dict]):

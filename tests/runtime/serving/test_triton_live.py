@@ -37,7 +37,7 @@ from qa_engine.serving.triton.server import (
     write_repository,
 )
 from tests.fixtures import qa_pairs
-from tests.test_triton import parse_pbtxt
+from tests.runtime.serving.test_triton import parse_pbtxt
 
 REQUIRE = os.environ.get("QA_ENGINE_REQUIRE_TRITON") == "1"
 LONG = "세종대왕은 조선의 제4대 임금으로 1443년에 훈민정음을 창제하였다. " * 30  # several windows

@@ -24,11 +24,6 @@ SEEDS = [
 
 
 @pytest.fixture(scope="module")
-def engine(random_artifact):
-    return QAEngine.from_pretrained(random_artifact, provider="cpu", precision="fp32")
-
-
-@pytest.fixture(scope="module")
 def trained_engine(tiny_bert_artifact):
     return QAEngine.from_pretrained(tiny_bert_artifact, provider="cpu", precision="fp32")
 

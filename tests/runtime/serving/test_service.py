@@ -19,7 +19,7 @@ httpx = pytest.importorskip("httpx")
 
 from qa_engine import QAEngine  # noqa: E402
 
-APP_DIR = Path(__file__).resolve().parents[1] / "examples" / "service"
+APP_DIR = Path(__file__).resolve().parents[3] / "examples" / "service"
 CONTEXTS = [
     "세종대왕은 조선의 제4대 임금으로 1443년에 훈민정음을 창제하였다. 그는 집현전을 설치하여 학자들을 길렀다.",
     "이순신은 조선 중기의 무신으로 임진왜란 때 거북선을 이끌고 한산도 대첩에서 승리하였다.",
@@ -74,12 +74,6 @@ def service(random_artifact: Path, tmp_path_factory: pytest.TempPathFactory) -> 
         proc.terminate()
         proc.wait(20)
         log.close()
-
-
-@pytest.fixture(scope="module")
-def engine(random_artifact: Path) -> QAEngine:
-    """The engine the service loads; fp32, since int8's dynamic activation scales depend on the batch."""
-    return QAEngine.from_pretrained(random_artifact, provider="cpu", precision="fp32")
 
 
 def test_concurrent_requests_get_the_engines_answers(service: str, engine: QAEngine) -> None:

@@ -32,11 +32,6 @@ def _same(got: dict, want: dict) -> None:
     assert got["score"] == pytest.approx(want["score"], rel=1e-3, abs=1e-6)
 
 
-@pytest.fixture(scope="module")
-def engine(random_artifact: Path) -> QAEngine:
-    return QAEngine.from_pretrained(random_artifact, provider="cpu", precision="fp32")
-
-
 class Gated:
     """Wraps an engine so each batch waits for the test to open the gate."""
 
