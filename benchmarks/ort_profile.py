@@ -63,9 +63,9 @@ def profile_engine(artifact: Path, precision: str, work: Workload, shape: ModelS
     """Run the engine over the workload with a profiling session in place of its own; summarize the trace."""
     import onnxruntime as ort
 
-    from qa_engine.core.runner import OnnxRunner
     from qa_engine.engine import QAEngine
     from qa_engine.runners import sessions
+    from qa_engine.runners.onnx import OnnxRunner
 
     from .systems import counted
 

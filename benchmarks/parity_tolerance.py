@@ -16,11 +16,12 @@ from typing import Callable, Iterator
 
 import numpy as np
 from qa_engine.export import fusion, onnx_export, validate
+from qa_engine.export.torch_runner import TorchRunner
 
 from qa_engine.core.config import DecodeConfig, WindowConfig
-from qa_engine.core.runner import OnnxRunner, TorchRunner
 from qa_engine.core.windows import WindowTokenizer
 from qa_engine.runners import sessions
+from qa_engine.runners.onnx import OnnxRunner
 
 KORQUAD_DEV = Path(__file__).resolve().parents[2] / "shared" / "data" / "korquad" / "KorQuAD_v1.0_dev.json"
 

@@ -3,13 +3,14 @@ from __future__ import annotations
 
 import inspect
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Sequence
 
 import numpy as np
 
 from qa_engine.core.config import DecodeConfig, WindowConfig
+from qa_engine.core.runner import Logits, ModelRunner
 
 from .flops import TokenCounts
 
@@ -169,7 +170,6 @@ def load_optimum(spec: SystemSpec, model_dir: Path, file_name: str) -> Runner:
 
 def counted(engine, counts: TokenCounts):
     """The same engine with its model runner wrapped to count every call's tokens (CPU and CUDA alike)."""
-    from qa_engine.core.runner import CountingRunner
     from qa_engine.engine import QAEngine
 
     return QAEngine(CountingRunner(engine.runner, counts.add), engine.tokenizer, engine.settings)
@@ -195,3 +195,21 @@ def load_engine(spec: SystemSpec, artifact_dir: Path) -> Runner:
         return engine.answer_batch(questions, contexts, batch_size=batch_size, profile=profile)
 
     return Runner(spec, answer, counts, profile, engine, warmup_s)
+
+
+@dataclass
+class CountingRunner:
+    """Wraps a runner and hands every call's attention mask to `count` (the benchmarks' token accounting)."""
+
+    inner: ModelRunner
+    count: Callable[[np.ndarray], None]
+    device: str = field(init=False)
+    precision: str = field(init=False)
+    input_names: tuple[str, ...] = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.device, self.precision, self.input_names = self.inner.device, self.inner.precision, self.inner.input_names
+
+    def run(self, feed: dict[str, np.ndarray]) -> Logits:
+        self.count(feed["attention_mask"])
+        return self.inner.run(feed)

@@ -11,7 +11,7 @@ import numpy as np
 
 from qa_engine.core.config import DecodeConfig
 from qa_engine.core.pipeline import decode_windows, run_windows, window_feeds
-from qa_engine.core.runner import ModelRunner, OnnxRunner, TorchRunner
+from qa_engine.core.runner import ModelRunner
 from qa_engine.core.spans import best_spans
 from qa_engine.core.windows import Windows, WindowTokenizer
 from qa_engine.formats.metrics import evaluate
@@ -22,6 +22,9 @@ from qa_engine.formats.squad import (
     references,
     split_by_fit,
 )
+from qa_engine.runners.onnx import OnnxRunner
+
+from .torch_runner import TorchRunner
 
 if TYPE_CHECKING:
     import onnxruntime as ort

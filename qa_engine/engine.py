@@ -19,11 +19,12 @@ from .core.config import DecodeConfig, WindowConfig
 from .core.inputs import check_texts
 from .core.overlap import overlapped
 from .core.pipeline import model_feed
-from .core.runner import Logits, ModelRunner, OnnxRunner
+from .core.runner import Logits, ModelRunner
 from .core.spans import Answer, WindowSpans, best_spans, merge_answers
 from .core.types import AnswerDict, AnswerResult
 from .core.windows import ContextCache, Windows, WindowTokenizer
 from .runners import sessions
+from .runners.onnx import OnnxRunner
 
 if TYPE_CHECKING:
     from .serving.batcher import MicroBatcher

@@ -150,8 +150,8 @@ def test_counted_engine_counts_every_model_call_on_cpu_and_cuda_paths():
     import onnxruntime as ort
     from onnx import TensorProto, helper
 
-    from qa_engine.core.runner import OnnxRunner
     from qa_engine.engine import EngineSettings, QAEngine
+    from qa_engine.runners.onnx import OnnxRunner
 
     graph = helper.make_graph(
         [helper.make_node("Identity", ["attention_mask"], ["s"]), helper.make_node("Identity", ["attention_mask"], ["e"]),

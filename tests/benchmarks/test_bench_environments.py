@@ -8,7 +8,6 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from qa_engine.benchmarks import environments
 
 

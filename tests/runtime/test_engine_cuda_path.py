@@ -9,8 +9,8 @@ import pytest
 
 from qa_engine import QAEngine
 from qa_engine.core.buckets import Shapes, plan_batches
-from qa_engine.core.runner import OnnxRunner
 from qa_engine.runners import sessions
+from qa_engine.runners.onnx import OnnxRunner
 from tests.fixtures import qa_pairs
 
 
