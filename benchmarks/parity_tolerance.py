@@ -18,7 +18,7 @@ import numpy as np
 from qa_engine.export import fusion, onnx_export, validate
 from qa_engine.export.torch_runner import TorchRunner
 
-from qa_engine.core.config import DecodeConfig, WindowConfig
+from qa_engine.core.config import WindowConfig
 from qa_engine.core.windows import WindowTokenizer
 from qa_engine.runners import sessions
 from qa_engine.runners.onnx import OnnxRunner
@@ -53,7 +53,7 @@ def measure(name: str, config, tokenizer, questions: int = 64, seed: int = 0) ->
         runners = {"pytorch": TorchRunner(model, names),
                    "unfused": OnnxRunner(sessions.cpu_session(raw.path), input_names=names),
                    "fused": OnnxRunner(sessions.cpu_session(fused), input_names=names)}
-        pred = {k: validate.predict(run, windows, contexts, DecodeConfig(), windower.template.pad_id)
+        pred = {k: validate.predict(run, windows, contexts, validate.engine_settings(windower), windower.template.pad_id)
                 for k, run in runners.items()}
     real = windows.attention_mask.astype(bool)
     result: dict = {"model": name, "windows": len(windows)}

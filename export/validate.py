@@ -9,8 +9,8 @@ from typing import TYPE_CHECKING, Any, Iterator, Sequence
 
 import numpy as np
 
-from qa_engine.core.config import DecodeConfig
-from qa_engine.core.pipeline import decode_windows, run_windows, window_feeds
+from qa_engine.core.config import DecodeConfig, EngineSettings
+from qa_engine.core.pipeline import model_feed, plan_calls, run_windows
 from qa_engine.core.runner import ModelRunner
 from qa_engine.core.spans import best_spans
 from qa_engine.core.windows import Windows, WindowTokenizer
@@ -39,7 +39,6 @@ ATOL = 1e-4
 RTOL = 1e-3
 PARITY_QUESTIONS = 64  # PyTorch runs on these first questions only: it is the slow side
 F1_WARN_DROP = 1.0  # points
-BATCH_SIZE = 16
 SYNTHETIC_SEED = 20_241_125  # with the generator's heldout split: names and places unseen in training
 CALIBRATION_SEED = SYNTHETIC_SEED + 1  # int8 calibration's synthetic questions: others than validation's
 CALIBRATION_QUESTIONS = 128
@@ -153,8 +152,13 @@ def calibration_feeds(examples: Sequence[Example], tokenizer: WindowTokenizer,
                       input_names: Sequence[str]) -> Iterator[dict[str, np.ndarray]]:
     """The model inputs of every window of `examples`, in the calls the engine would make of them."""
     windows = tokenizer.windows([ex.question for ex in examples], [ex.context for ex in examples])
-    for _, _, feed in window_feeds(windows, input_names, tokenizer.template.pad_id, BATCH_SIZE):
-        yield feed
+    for rows, width in plan_calls(windows, engine_settings(tokenizer)):
+        yield model_feed(windows, rows, width, input_names, tokenizer.template.pad_id)
+
+
+def engine_settings(tokenizer: WindowTokenizer, decode: DecodeConfig = DecodeConfig()) -> EngineSettings:
+    """The settings a CPU engine loads this artifact with: validation plans and decodes its calls as users' do."""
+    return EngineSettings(window=tokenizer.config, decode=DecodeConfig(max_answer_length=decode.max_answer_length))
 
 
 def batch_gap(session: "ort.InferenceSession", tokenizer: WindowTokenizer, examples: Sequence[Example],
@@ -162,9 +166,10 @@ def batch_gap(session: "ort.InferenceSession", tokenizer: WindowTokenizer, examp
     """max |Δ logits| on real tokens between each window run alone and run in length-bucketed batches: how much a
     question's answer depends on what else is in its model call (0 but for float rounding in a row-wise graph)."""
     windows = tokenizer.windows([ex.question for ex in examples], [ex.context for ex in examples])
-    runner = OnnxRunner(session, input_names=tuple(input_names))
-    alone = run_windows(runner, windows, tokenizer.template.pad_id, batch_size=1)
-    batched = run_windows(runner, windows, tokenizer.template.pad_id, BATCH_SIZE)
+    runner, settings = OnnxRunner(session, input_names=tuple(input_names)), engine_settings(tokenizer)
+    contexts = [ex.context for ex in examples]
+    alone, _ = run_windows(runner, windows, contexts, settings, tokenizer.template.pad_id, batch_size=1)
+    batched, _ = run_windows(runner, windows, contexts, settings, tokenizer.template.pad_id)
     return logit_gap(alone, batched, windows.attention_mask.astype(bool)).max_abs_diff
 
 
@@ -176,11 +181,10 @@ def usable(examples: Sequence[Example], tokenizer: WindowTokenizer) -> list[Exam
     return kept
 
 
-def predict(runner: ModelRunner, windows: Windows, contexts: Sequence[str], decode: DecodeConfig,
+def predict(runner: ModelRunner, windows: Windows, contexts: Sequence[str], settings: EngineSettings,
             pad_id: int) -> Predictions:
-    """`runner`'s logits on every window and the answers they give (qa_engine.core.pipeline, as the engine decodes)."""
-    start, end = run_windows(runner, windows, pad_id, BATCH_SIZE)
-    answers = decode_windows(windows, contexts, start, end, DecodeConfig(max_answer_length=decode.max_answer_length))
+    """`runner`'s logits on every window and the answers they give, in the engine's calls (qa_engine.core.pipeline)."""
+    (start, end), answers = run_windows(runner, windows, contexts, settings, pad_id)
     return Predictions(start, end, [a[0].answer if a else "" for a in answers])
 
 
@@ -245,17 +249,17 @@ def check_fp32_parity(
     questions = [ex.question for ex in examples]
     contexts = [ex.context for ex in examples]
     windows = tokenizer.windows(questions, contexts)
-    pad_id, names = tokenizer.template.pad_id, tuple(input_names)
-    shipped = predict(OnnxRunner(session, input_names=names), windows, contexts, decode, pad_id)
+    pad_id, names, settings = tokenizer.template.pad_id, tuple(input_names), engine_settings(tokenizer, decode)
+    shipped = predict(OnnxRunner(session, input_names=names), windows, contexts, settings, pad_id)
 
     k = min(PARITY_QUESTIONS, len(examples))
     rows = np.flatnonzero(windows.example_index < k)
     sub = windows.select(rows, windows.input_ids.shape[1])
-    torch_pred = predict(TorchRunner(model, names), sub, contexts[:k], decode, pad_id)
+    torch_pred = predict(TorchRunner(model, names), sub, contexts[:k], settings, pad_id)
     graph = Predictions(shipped.start_logits[rows], shipped.end_logits[rows], shipped.answers[:k])
     steps = [("onnx_vs_pytorch", "fp32 ONNX graph", "PyTorch", graph, torch_pred)]
     if unfused is not None:
-        plain = predict(OnnxRunner(unfused, input_names=names), sub, contexts[:k], decode, pad_id)
+        plain = predict(OnnxRunner(unfused, input_names=names), sub, contexts[:k], settings, pad_id)
         steps = [("unfused_vs_pytorch", "unfused ONNX export", "PyTorch", plain, torch_pred),
                  ("fused_vs_unfused", "fused graph", "unfused export", graph, plain)]
     real = sub.attention_mask.astype(bool)
@@ -353,7 +357,7 @@ def compare_to_fp32(
     contexts = [ex.context for ex in examples]
     windows = tokenizer.windows([ex.question for ex in examples], contexts)
     runner = OnnxRunner(session, input_names=tuple(input_names))
-    pred = predict(runner, windows, contexts, decode, tokenizer.template.pad_id)
+    pred = predict(runner, windows, contexts, engine_settings(tokenizer, decode), tokenizer.template.pad_id)
     same = sum(a == b for a, b in zip(pred.answers, reference_answers)) / len(examples)
     em, f1 = _scores(examples, pred.answers)
     em32, f132 = _scores(examples, reference_answers)

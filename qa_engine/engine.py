@@ -5,7 +5,7 @@ import itertools
 import logging
 import time
 from contextlib import closing, contextmanager
-from dataclasses import dataclass, fields
+from dataclasses import fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Generator, Iterable, Iterator, Mapping, Sequence
 
@@ -14,15 +14,14 @@ import onnxruntime as ort
 
 from .artifacts import hub
 from .artifacts.manifest import Manifest, sha256_file
-from .core.buckets import Shapes, plan_batches
-from .core.config import DecodeConfig, WindowConfig
+from .core.config import DecodeConfig, EngineSettings, WindowConfig
 from .core.inputs import check_texts
 from .core.overlap import overlapped
-from .core.pipeline import model_feed
+from .core.pipeline import WindowAnswers, model_feed, plan_calls
 from .core.runner import Logits, ModelRunner
-from .core.spans import Answer, WindowSpans, best_spans, merge_answers
+from .core.spans import Answer
 from .core.types import AnswerDict, AnswerResult
-from .core.windows import ContextCache, Windows, WindowTokenizer
+from .core.windows import ContextCache, WindowTokenizer
 from .runners import sessions
 from .runners.onnx import OnnxRunner
 
@@ -33,42 +32,12 @@ log = logging.getLogger(__name__)
 
 PREFERRED = {"cuda": ("fp16", "fp32"), "cpu": ("int8", "fp32")}
 STAGES = ("tokenize", "bucket", "run", "decode")
-# On CPU a model call of about four full windows runs faster per window than bigger ones (activations stay
-# in cache; measured +7-10% at batch 32 on the mBERT shape, benchmarks/results/); CUDA wants whole batches.
-CPU_WINDOWS_PER_CALL = 4
 # Questions are tokenized and answered in chunks of up to this many batches. With overlap (CUDA), small chunks keep
 # the model fed: the model starts on a chunk only once it is cut (2,048 dev questions beside a simulated H200:
 # 430 ms at 2 batches, 470 ms at 4). One after another (CPU), big chunks bucket windows by length more tightly
 # (padding 0.8% at 16 batches, 2.0% at 2) and bound memory.
 OVERLAP_CHUNK_BATCHES = 2
 SERIAL_CHUNK_BATCHES = 16
-
-
-@dataclass(frozen=True)
-class EngineSettings:
-    window: WindowConfig = WindowConfig()
-    decode: DecodeConfig = DecodeConfig()
-    batch_size: int = 32
-    token_budget: int | None = None  # padded tokens per model call; None: the device default (see budget)
-    precision: str = "fp32"
-    device: str = "cpu"
-    overlap: bool | None = None  # host work beside the model run (None: on CUDA only, see `overlaps`)
-
-    def budget(self, batch_size: int) -> int:
-        """Padded tokens per model call: the setting, else 4 full windows on CPU and the whole batch on CUDA."""
-        if self.token_budget is not None:
-            return self.token_budget
-        windows = min(batch_size, CPU_WINDOWS_PER_CALL) if self.device == "cpu" else batch_size
-        return windows * self.window.max_length
-
-    def shapes(self, batch_size: int) -> Shapes:
-        """The model-call shapes of this device (fixed widths and row counts on CUDA, see qa_engine.core.buckets)."""
-        return Shapes.for_device(self.device, self.window.max_length, batch_size)
-
-    def overlaps(self) -> bool:
-        """Whether feeds are built and logits decoded while the model runs: the setting, else on CUDA only (on
-        CPU the model already keeps every core busy, and host work is under 1% of the time there)."""
-        return self.device == "cuda" if self.overlap is None else self.overlap
 
 
 # EngineSettings fields from_pretrained takes as keyword arguments (the others come from the artifact and device)
@@ -285,7 +254,7 @@ class QAEngine:
         once); their length-bucketed calls run through one pipeline. Where overlap pays (CUDA), three threads
         work at once: the next block is tokenized, the model runs a call, and the caller builds the next feed
         and decodes the previous logits."""
-        shapes, budget = self.settings.shapes(batch_size), self.settings.budget(batch_size)
+        shapes = self.settings.shapes(batch_size)
         overlap, cache = self.settings.overlaps(), ContextCache()
         blocks = iter(blocks)
         many = False
@@ -293,21 +262,21 @@ class QAEngine:
             head = list(itertools.islice(blocks, 2))
             blocks, many = itertools.chain(head, blocks), len(head) > 1
 
-        def tokenize(block: tuple[int, list[str], list[str]]) -> _Chunk:
+        def tokenize(block: tuple[int, list[str], list[str]]) -> WindowAnswers:
             first, questions, contexts = block
             with _timed(profile, "tokenize"):
-                return _Chunk(self.tokenizer.windows(questions, contexts, first, cache), contexts, decode)
+                return WindowAnswers(self.tokenizer.windows(questions, contexts, first, cache), contexts, decode)
 
-        def calls() -> Generator[tuple[_Chunk, np.ndarray, int], None, None]:
+        def calls() -> Generator[tuple[WindowAnswers, np.ndarray, int], None, None]:
             # with overlap, the next block is tokenized on its own thread while this one's calls run
             with closing(overlapped(blocks, lambda block: block, tokenize, overlap, "qa-engine-tokenize")) as parts:
                 for _, part in parts:
-                    plan = list(plan_batches(part.windows.lengths, batch_size, budget, shapes))
+                    plan = plan_calls(part.windows, self.settings, batch_size)
                     part.calls_left = len(plan)
                     for rows, width in plan:
                         yield part, rows, width
 
-        def prepare(call: tuple[_Chunk, np.ndarray, int]) -> dict[str, np.ndarray]:
+        def prepare(call: tuple[WindowAnswers, np.ndarray, int]) -> dict[str, np.ndarray]:
             with _timed(profile, "bucket"):
                 return model_feed(call[0].windows, call[1], call[2], self.runner.input_names,
                                   self.tokenizer.template.pad_id, shapes)
@@ -320,7 +289,7 @@ class QAEngine:
             for (part, rows, _), (start_logits, end_logits) in overlapped(cuts, prepare, run, overlap, eager=many):
                 with _timed(profile, "decode"):
                     part.add(rows, start_logits, end_logits)
-                    answers = part.answers() if part.calls_left == 0 else None
+                    answers = [_format(a, decode.top_k) for a in part.answers()] if part.calls_left == 0 else None
                 if answers is not None:
                     yield answers
 
@@ -341,34 +310,6 @@ class QAEngine:
         log.info("warm-up: %d shapes (widths %s x rows %s) in %.2f s", len(widths) * len(sizes),
                  ",".join(map(str, widths)), ",".join(map(str, sizes)), seconds)
         return seconds
-
-
-class _Chunk:
-    """One chunk of an answer_batch call: its windows, the spans decoded so far, and the calls still to come."""
-
-    def __init__(self, windows: Windows, contexts: list[str], decode: DecodeConfig):
-        n, k = len(windows), decode.top_k
-        self.windows, self.contexts, self.decode = windows, contexts, decode
-        self.softmax_mask = windows.softmax_mask()
-        self.spans = WindowSpans(np.zeros((n, k), dtype=np.int64), np.zeros((n, k), dtype=np.int64),
-                                 np.full((n, k), -np.inf, dtype=np.float32), np.zeros(n, dtype=np.float32))
-        self.calls_left = 0
-
-    def add(self, rows: np.ndarray, start_logits: np.ndarray, end_logits: np.ndarray) -> None:
-        """Decode one call's logits (padding rows and columns beyond the windows dropped) into the rows' spans."""
-        w, s, cols = self.windows, self.spans, min(start_logits.shape[1], self.windows.input_ids.shape[1])
-        n = len(rows)
-        ws = best_spans(start_logits[:n, :cols], end_logits[:n, :cols], self.softmax_mask[rows, :cols],
-                        w.context_mask[rows, :cols], self.decode.max_answer_length, self.decode.top_k)
-        s.starts[rows], s.ends[rows], s.scores[rows], s.null_scores[rows] = ws.starts, ws.ends, ws.scores, ws.null_scores
-        self.calls_left -= 1
-
-    def answers(self) -> list[AnswerResult]:
-        """The chunk's answers in question order, once every call is decoded."""
-        d = self.decode
-        merged = merge_answers(self.spans, self.windows.offsets, self.windows.example_index, self.contexts,
-                               d.top_k, d.handle_impossible_answer)
-        return [_format(answers, d.top_k) for answers in merged]
 
 
 def _format(answers: list[Answer], top_k: int) -> AnswerResult:

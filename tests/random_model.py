@@ -178,14 +178,16 @@ def build(token_type_ids: bool = True, seed: int = SEED) -> "onnx.ModelProto":
 def calibration_feeds() -> list[dict[str, np.ndarray]]:
     """Model inputs of CALIBRATION_PAIRS test questions (seed 1: not the tests' seed-0 ones), as the engine batches
     them, for the int8 activation scales."""
-    from qa_engine.core.pipeline import window_feeds
+    from qa_engine.core.config import EngineSettings
+    from qa_engine.core.pipeline import model_feed, plan_calls
     from qa_engine.core.windows import WindowTokenizer
     from tests.fixtures import char_wordpiece, korean_alphabet, qa_pairs
 
     tokenizer = WindowTokenizer(char_wordpiece(korean_alphabet()))
     pairs = qa_pairs(CALIBRATION_PAIRS, seed=1)
     windows = tokenizer.windows([q for q, _, _ in pairs], [c for _, c, _ in pairs])
-    return [feed for _, _, feed in window_feeds(windows, INPUT_NAMES, tokenizer.template.pad_id)]
+    return [model_feed(windows, rows, width, INPUT_NAMES, tokenizer.template.pad_id)
+            for rows, width in plan_calls(windows, EngineSettings())]
 
 
 def write(folder: Path = FOLDER) -> None:

@@ -1,4 +1,5 @@
-"""Scoring a model's logits over an evaluation set: decode with qa_engine.core.spans, score with qa_engine.formats.metrics."""
+"""Scoring a model's logits over an evaluation set: decoded as the engine decodes (qa_engine.core.pipeline), scored
+with qa_engine.formats.metrics."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -7,7 +8,7 @@ from typing import Sequence
 import numpy as np
 
 from qa_engine.core.config import DecodeConfig
-from qa_engine.core.pipeline import decode_windows
+from qa_engine.core.pipeline import decode_logits
 from qa_engine.core.windows import Windows, WindowTokenizer
 from qa_engine.formats.metrics import Score, evaluate
 from qa_engine.formats.squad import Example, references
@@ -31,7 +32,7 @@ class EvalSet:
 
     def predictions(self, start_logits: np.ndarray, end_logits: np.ndarray, max_answer_length: int) -> dict[str, str]:
         """id -> best answer text from per-window logits [N, <=L] (narrower ones count as masked)."""
-        answers = decode_windows(self.windows, [ex.context for ex in self.answered], start_logits, end_logits,
+        answers = decode_logits(self.windows, [ex.context for ex in self.answered], start_logits, end_logits,
                                  DecodeConfig(max_answer_length=max_answer_length))
         return {ex.id: found[0].answer for ex, found in zip(self.answered, answers) if found}
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from qa_engine.core.buckets import Shapes
+
 # Embeddings that number positions from padding_idx + 1 (transformers' create_position_ids_from_input_ids):
 # RoBERTa's max_position_embeddings 514 with pad id 1 holds 512 tokens.
 OFFSET_POSITIONS = ("roberta", "xlm-roberta")
@@ -41,6 +43,40 @@ class DecodeConfig:
             raise ValueError(f"max_answer_length must be >= 1, got {self.max_answer_length}")
         if self.top_k < 1:
             raise ValueError(f"top_k must be >= 1, got {self.top_k}")
+
+
+# On CPU a model call of about four full windows runs faster per window than bigger ones (activations stay
+# in cache; measured +7-10% at batch 32 on the mBERT shape, benchmarks/results/); CUDA wants whole batches.
+CPU_WINDOWS_PER_CALL = 4
+
+
+@dataclass(frozen=True)
+class EngineSettings:
+    """How the engine answers: windows, decoding, batching and the device its model calls are shaped for."""
+
+    window: WindowConfig = WindowConfig()
+    decode: DecodeConfig = DecodeConfig()
+    batch_size: int = 32
+    token_budget: int | None = None  # padded tokens per model call; None: the device default (see budget)
+    precision: str = "fp32"
+    device: str = "cpu"
+    overlap: bool | None = None  # host work beside the model run (None: on CUDA only, see `overlaps`)
+
+    def budget(self, batch_size: int) -> int:
+        """Padded tokens per model call: the setting, else 4 full windows on CPU and the whole batch on CUDA."""
+        if self.token_budget is not None:
+            return self.token_budget
+        windows = min(batch_size, CPU_WINDOWS_PER_CALL) if self.device == "cpu" else batch_size
+        return windows * self.window.max_length
+
+    def shapes(self, batch_size: int) -> Shapes:
+        """The model-call shapes of this device (fixed widths and row counts on CUDA, see qa_engine.core.buckets)."""
+        return Shapes.for_device(self.device, self.window.max_length, batch_size)
+
+    def overlaps(self) -> bool:
+        """Whether feeds are built and logits decoded while the model runs: the setting, else on CUDA only (on
+        CPU the model already keeps every core busy, and host work is under 1% of the time there)."""
+        return self.device == "cuda" if self.overlap is None else self.overlap
 
 
 def max_window_length(config: Any) -> int | None:

@@ -1,17 +1,25 @@
-"""From windows to answers through any model runner: the model inputs of a call, all logits of a set of windows,
-and the answers those logits give. The engine's pipelined loop, export validation and training evaluation share
-these, so a window is fed, run and decoded the same way everywhere."""
+"""From windows to answers through any model runner, the one path the engine, export validation and training
+evaluation share: calls planned with the engine's settings (`plan_calls`), each call's inputs (`model_feed`),
+its logits decoded into spans as they arrive (`WindowAnswers`), and the merged answers."""
 from __future__ import annotations
 
-from typing import Iterator, Sequence
+from typing import Sequence
 
 import numpy as np
 
 from qa_engine.core.buckets import Shapes, plan_batches
-from qa_engine.core.config import DecodeConfig
+from qa_engine.core.config import DecodeConfig, EngineSettings
 from qa_engine.core.runner import Logits, ModelRunner
-from qa_engine.core.spans import MASKED_LOGIT, Answer, best_spans, merge_answers
+from qa_engine.core.spans import Answer, WindowSpans, best_spans, merge_answers
 from qa_engine.core.windows import Windows
+
+Call = tuple[np.ndarray, int]  # a model call: the window rows it holds and its padded width
+
+
+def plan_calls(w: Windows, settings: EngineSettings, batch_size: int | None = None) -> list[Call]:
+    """The model calls the engine makes for these windows: length-bucketed under its token budget, in its shapes."""
+    batch_size = batch_size or settings.batch_size
+    return list(plan_batches(w.lengths, batch_size, settings.budget(batch_size), settings.shapes(batch_size)))
 
 
 def model_feed(w: Windows, rows: np.ndarray, width: int, input_names: Sequence[str], pad_id: int,
@@ -31,33 +39,54 @@ def model_feed(w: Windows, rows: np.ndarray, width: int, input_names: Sequence[s
     return feed
 
 
-def window_feeds(w: Windows, input_names: Sequence[str], pad_id: int,
-                 batch_size: int = 16) -> Iterator[tuple[np.ndarray, int, dict[str, np.ndarray]]]:
-    """(rows, width, inputs) of length-bucketed model calls covering every window once."""
-    for rows, width in plan_batches(w.lengths, batch_size):
-        width = min(width, w.input_ids.shape[1])
-        yield rows, width, model_feed(w, rows, width, input_names, pad_id)
+class WindowAnswers:
+    """A set of windows being answered: each call's logits are decoded into its rows' spans as they arrive
+    (padding rows and columns dropped); once every row is in, the spans merge into each question's answers."""
+
+    def __init__(self, windows: Windows, contexts: Sequence[str], decode: DecodeConfig):
+        n, k = len(windows), decode.top_k
+        self.windows, self.contexts, self.decode = windows, contexts, decode
+        self.softmax_mask = windows.softmax_mask()
+        self.spans = WindowSpans(np.zeros((n, k), dtype=np.int64), np.zeros((n, k), dtype=np.int64),
+                                 np.full((n, k), -np.inf, dtype=np.float32), np.zeros(n, dtype=np.float32))
+        self.calls_left = 0
+
+    def add(self, rows: np.ndarray, start_logits: np.ndarray, end_logits: np.ndarray) -> None:
+        """Decode one call's logits ([>= len(rows), width]) into the spans of `rows`."""
+        w, s, cols = self.windows, self.spans, min(start_logits.shape[1], self.windows.input_ids.shape[1])
+        n = len(rows)
+        ws = best_spans(start_logits[:n, :cols], end_logits[:n, :cols], self.softmax_mask[rows, :cols],
+                        w.context_mask[rows, :cols], self.decode.max_answer_length, self.decode.top_k)
+        s.starts[rows], s.ends[rows], s.scores[rows], s.null_scores[rows] = ws.starts, ws.ends, ws.scores, ws.null_scores
+        self.calls_left -= 1
+
+    def answers(self) -> list[list[Answer]]:
+        """Each question's answers, best first."""
+        d = self.decode
+        return merge_answers(self.spans, self.windows.offsets, self.windows.example_index, self.contexts,
+                             d.top_k, d.handle_impossible_answer)
 
 
-def run_windows(runner: ModelRunner, w: Windows, pad_id: int, batch_size: int = 16) -> Logits:
-    """Start and end logits [N, L] of every window (zeros past each window's end), in length-bucketed calls."""
+def run_windows(runner: ModelRunner, w: Windows, contexts: Sequence[str], settings: EngineSettings,
+                pad_id: int, batch_size: int | None = None) -> tuple[Logits, list[list[Answer]]]:
+    """Every window through `runner` in the engine's calls: their logits [N, L] (zeros past each window's end)
+    and each question's answers, decoded per call as the engine decodes them."""
+    batch_size = batch_size or settings.batch_size
+    shapes = settings.shapes(batch_size)
     start = np.zeros(w.input_ids.shape, dtype=np.float32)
     end = np.zeros(w.input_ids.shape, dtype=np.float32)
-    for rows, width, feed in window_feeds(w, runner.input_names, pad_id, batch_size):
-        start[rows, :width], end[rows, :width] = runner.run(feed)
-    return start, end
+    answers = WindowAnswers(w, contexts, settings.decode)
+    for rows, width in plan_calls(w, settings, batch_size):
+        s, e = runner.run(model_feed(w, rows, width, runner.input_names, pad_id, shapes))
+        cols = min(width, w.input_ids.shape[1])
+        start[rows, :cols], end[rows, :cols] = s[: len(rows), :cols], e[: len(rows), :cols]
+        answers.add(rows, s, e)
+    return (start, end), answers.answers()
 
 
-def decode_windows(w: Windows, contexts: Sequence[str], start_logits: np.ndarray, end_logits: np.ndarray,
-                   decode: DecodeConfig = DecodeConfig()) -> list[list[Answer]]:
-    """Each question's answers, best first, from its windows' logits ([N, <= L]: narrower ones count as masked)."""
-    start, end = (_widen(x, w.input_ids.shape[1]) for x in (start_logits, end_logits))
-    spans = best_spans(start, end, w.softmax_mask(), w.context_mask, decode.max_answer_length, decode.top_k)
-    return merge_answers(spans, w.offsets, w.example_index, contexts, decode.top_k, decode.handle_impossible_answer)
-
-
-def _widen(logits: np.ndarray, width: int) -> np.ndarray:
-    logits = np.asarray(logits, dtype=np.float32)[:, :width]
-    if logits.shape[1] == width:
-        return logits
-    return np.pad(logits, ((0, 0), (0, width - logits.shape[1])), constant_values=MASKED_LOGIT)
+def decode_logits(w: Windows, contexts: Sequence[str], start_logits: np.ndarray, end_logits: np.ndarray,
+                  decode: DecodeConfig = DecodeConfig()) -> list[list[Answer]]:
+    """Each question's answers from logits a model computed for all windows at once ([N, <= L])."""
+    answers = WindowAnswers(w, contexts, decode)
+    answers.add(np.arange(len(w)), np.asarray(start_logits, np.float32), np.asarray(end_logits, np.float32))
+    return answers.answers()

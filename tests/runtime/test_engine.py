@@ -340,7 +340,8 @@ def test_auto_on_a_cpu_only_artifact_goes_straight_to_cpu(random_artifact, tmp_p
 
 
 def test_cpu_calls_hold_a_few_windows_and_cuda_calls_the_whole_batch():
-    from qa_engine.engine import CPU_WINDOWS_PER_CALL, EngineSettings
+    from qa_engine.core.config import CPU_WINDOWS_PER_CALL
+    from qa_engine.engine import EngineSettings
 
     assert EngineSettings(device="cpu").budget(32) == CPU_WINDOWS_PER_CALL * 384
     assert EngineSettings(device="cpu").budget(2) == 2 * 384
