@@ -146,7 +146,7 @@ def targets(systems: dict[str, dict], ratio: dict, decoder: dict | None, bs: int
     ]
 
 
-# issue 10's goals for the GPU (H100/H200, 16 host cores, mBERT shape, 2,048 KorQuAD dev questions)
+# the goals for the GPU (H100/H200, 16 host cores, mBERT shape, 2,048 KorQuAD dev questions)
 CUDA_THROUGHPUT_GOAL = 10_000.0  # qa-engine fp16 questions/s end to end at batch 256
 CUDA_PEER_GOAL = 25.0
 CUDA_HOST_SHARE_GOAL = 0.25  # tokenization + decoding share

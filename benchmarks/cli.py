@@ -12,7 +12,7 @@ log = logging.getLogger(__name__)
 QUICK = {"questions": 32, "latency_questions": 8, "batch_sizes": "1,8,32", "repeats": 1, "gemm_size": 2048}
 FULL = {"questions": 256, "latency_questions": 64, "batch_sizes": "1,8,32,64", "repeats": 2, "gemm_size": 4096}
 # 2,048 questions, one repetition: a first run, models built included, fits a 10-minute call on an H200 host;
-# answer agreement on 300 questions (issue 10's fp32 goal)
+# answer agreement on 300 questions (the fp32 goal)
 CUDA_QUICK = {"questions": 256, "latency_questions": 32, "batch_sizes": "1,32,256", "repeats": 1, "gemm_size": 4096,
               "target_batch": 256, "accuracy_questions": 64}
 CUDA_FULL = {"questions": 2048, "latency_questions": 200, "batch_sizes": "1,32,64,256", "repeats": 1,

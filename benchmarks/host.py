@@ -21,7 +21,7 @@ from .workload import Workload
 
 log = logging.getLogger(__name__)
 
-BATCH = 256  # issue 10's GPU goals are judged at batch 256
+BATCH = 256  # the GPU goals are judged at batch 256
 # the fused fp16 mBERT-shape model on one H200: 22.5 ms per [256, 384] call (../shared/notes/performance.md)
 H200_SECONDS_PER_TOKEN = 22.5e-3 / (256 * 384)
 

@@ -13,7 +13,7 @@ from .workload import Workload
 log = logging.getLogger(__name__)
 
 QUESTIONS = 2048
-TARGET_RATIO = 1.5  # windows() at most 1.5x the time of its Rust encode calls (issue 10)
+TARGET_RATIO = 1.5  # windows() at most 1.5x the time of its Rust encode calls (the tokenizer's own cost is the floor)
 
 
 def windows_benchmark(tokenizer_file: Path, work: Workload, window: WindowConfig = WindowConfig(),

@@ -11,13 +11,13 @@ from qa_engine.train import stack
 
 from qa_engine.artifacts.atomic import atomic_dir
 from qa_engine.artifacts.manifest import (
-    PRECISIONS,
     Manifest,
     Variant,
     installed_versions,
     sha256_file,
 )
 from qa_engine.core.config import DecodeConfig, WindowConfig, max_window_length
+from qa_engine.core.constants import PRECISIONS, TRAIN_CONFIG
 from qa_engine.core.windows import WindowTokenizer
 from qa_engine.runners import sessions
 
@@ -28,7 +28,6 @@ log = logging.getLogger(__name__)
 PROVIDERS = {"fp32": ["cpu", "cuda"], "int8": ["cpu"], "fp16": ["cuda"]}
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "config.json")
 ARTIFACT_PACKAGES = ("transformers", "torch", "onnx", "onnxscript")  # recorded in the manifest
-TRAIN_CONFIG = "train_config.json"  # written by `qa-engine train`: the window settings the model was trained with
 WORK = ".work"  # intermediates inside the temp artifact folder, removed before it is renamed into place
 
 

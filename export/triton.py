@@ -9,8 +9,12 @@ from pathlib import Path
 
 from qa_engine.artifacts.atomic import atomic_dir
 from qa_engine.artifacts.manifest import Manifest, sha256_file
-from qa_engine.serving.triton.config import (  # noqa: F401  (ONNX_TO_TRITON is re-exported for callers of this module)
-    ONNX_TO_TRITON,
+from qa_engine.core.constants import (
+    PRECISIONS,
+    TRITON_MAX_BATCH_SIZE,
+    TRITON_MAX_QUEUE_DELAY_US,
+)
+from qa_engine.serving.triton.config import (
     TensorSpec,
     batching_block,
     tensor_specs,
@@ -27,10 +31,10 @@ def config_text(
     name: str,
     inputs: list[TensorSpec],
     outputs: list[TensorSpec],
-    max_batch_size: int = 32,
+    max_batch_size: int = TRITON_MAX_BATCH_SIZE,
     instance_kind: str = "KIND_CPU",
     instance_count: int = 1,
-    max_queue_delay_us: int = 2000,
+    max_queue_delay_us: int = TRITON_MAX_QUEUE_DELAY_US,
 ) -> str:
     """config.pbtxt (protobuf text format) for the onnxruntime backend with dynamic batching."""
     return (
@@ -45,10 +49,10 @@ def write_triton_repo(
     artifact_dir: str | Path,
     repo_dir: str | Path,
     precision: str = "fp32",
-    max_batch_size: int = 32,
+    max_batch_size: int = TRITON_MAX_BATCH_SIZE,
     instance_kind: str = "cpu",
     instance_count: int = 1,
-    max_queue_delay_us: int = 2000,
+    max_queue_delay_us: int = TRITON_MAX_QUEUE_DELAY_US,
     model_name: str = MODEL_NAME,
     force: bool = False,
 ) -> Path:
@@ -83,12 +87,12 @@ def add_triton_args(parser: argparse.ArgumentParser) -> None:
     """Options of `qa-engine export` that also write a Triton model repository."""
     g = parser.add_argument_group("Triton Inference Server")
     g.add_argument("--triton-repo", metavar="DIR", help="also write a Triton model repository here")
-    g.add_argument("--triton-precision", default="fp32", choices=["fp32", "int8", "fp16"],
+    g.add_argument("--triton-precision", default="fp32", choices=PRECISIONS,
                    help="variant served by Triton (default fp32)")
     g.add_argument("--triton-instance-kind", default="cpu", choices=["cpu", "gpu"])
     g.add_argument("--triton-instances", type=int, default=1, help="model instances (instance_group count)")
-    g.add_argument("--triton-max-batch-size", type=int, default=32)
-    g.add_argument("--triton-max-queue-delay-us", type=int, default=2000,
+    g.add_argument("--triton-max-batch-size", type=int, default=TRITON_MAX_BATCH_SIZE)
+    g.add_argument("--triton-max-queue-delay-us", type=int, default=TRITON_MAX_QUEUE_DELAY_US,
                    help="dynamic batching: longest wait for a fuller batch, in microseconds")
 
 

@@ -15,6 +15,7 @@ import onnxruntime as ort
 from .artifacts import hub
 from .artifacts.manifest import Manifest, sha256_file
 from .core.config import DecodeConfig, EngineSettings, WindowConfig
+from .core.constants import PROVIDERS
 from .core.inputs import check_texts
 from .core.overlap import overlapped
 from .core.pipeline import WindowAnswers, model_feed, plan_calls
@@ -350,7 +351,7 @@ def _open_session(
         chosen = _pick_variant(manifest, device, precision)
         session = sessions.explicit_session(_model_path(artifact, chosen, verify), provider, threads, chosen)
         return session, chosen, device
-    if provider not in ("auto", "cpu", "cuda"):
+    if provider not in PROVIDERS:
         raise ValueError(f"provider must be 'auto', 'cpu', 'cuda' or a list of onnxruntime providers, got {provider!r}")
     cuda_variant = precision in manifest.variants if precision else any(p in manifest.variants for p in PREFERRED["cuda"])
     if provider == "cuda" or (provider == "auto" and cuda_variant):

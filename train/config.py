@@ -4,6 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from qa_engine.core.config import WindowConfig
+from qa_engine.core.constants import DOC_STRIDE, MAX_ANSWER_LENGTH, MAX_LENGTH
 from qa_engine.formats.metrics import METRICS
 
 DEFAULT_MODEL = "distilbert/distilbert-base-multilingual-cased"
@@ -31,9 +32,9 @@ class TrainConfig:
     warmup_ratio: float = 0.1
     seed: int = 42
     grad_accum: int = 1
-    max_length: int = 384
-    doc_stride: int = 128
-    max_answer_length: int = 30
+    max_length: int = MAX_LENGTH
+    doc_stride: int = DOC_STRIDE
+    max_answer_length: int = MAX_ANSWER_LENGTH
     # "auto": bf16 on a CUDA GPU that has it, else fp16 on CUDA; fp32 on CPU, where bf16 autocast only pays
     # off with AMX and costs small from-scratch models accuracy (pass bf16 explicitly to use it there).
     mixed_precision: str = "auto"

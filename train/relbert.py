@@ -100,7 +100,7 @@ class RelBertSelfAttention(nn.Module):
         value = self._heads(self.value(hidden_states))
         scores = torch.matmul(query, key.transpose(-1, -2))
         # lengths read off the query and key, as 4.57 does: with the length of the layer's input instead,
-        # onnxruntime's optimizer no longer fused the embeddings' layer norm into EmbedLayerNormalization
+        # onnxruntime's optimizer does not fuse the embeddings' layer norm into EmbedLayerNormalization
         left = torch.arange(query.shape[2], dtype=torch.long, device=query.device).view(-1, 1)
         right = torch.arange(key.shape[2], dtype=torch.long, device=key.device).view(1, -1)
         distances = self.distance_embedding(left - right + self.max_position_embeddings - 1).to(dtype=query.dtype)

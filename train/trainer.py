@@ -26,6 +26,7 @@ from transformers.trainer_utils import get_last_checkpoint, speed_metrics
 
 from qa_engine.artifacts.atomic import atomic_dir
 from qa_engine.core.config import WindowConfig, max_window_length
+from qa_engine.core.constants import TRAIN_CONFIG
 from qa_engine.core.windows import WindowTokenizer
 from qa_engine.formats.squad import Example, load_examples
 
@@ -222,7 +223,7 @@ def _write_output(trainer: Trainer, cfg: TrainConfig, metrics: dict) -> None:
         trainer.save_model(str(tmp))
         portable_files(trainer.processing_class, tmp)
         config = {**asdict(cfg), "versions": {"torch": torch.__version__, "transformers": transformers.__version__}}
-        (tmp / "train_config.json").write_text(json.dumps(config, indent=2), encoding="utf-8")
+        (tmp / TRAIN_CONFIG).write_text(json.dumps(config, indent=2), encoding="utf-8")
         (tmp / "metrics.json").write_text(json.dumps(metrics, indent=2), encoding="utf-8")
     shutil.rmtree(checkpoint_dir(output), ignore_errors=True)
     log.info("saved %s: %s", output, json.dumps({k: v for k, v in metrics.items() if k != "train"}))

@@ -16,11 +16,11 @@ from types import ModuleType
 from typing import Callable, Iterator
 
 from qa_engine.artifacts.manifest import MANIFEST_NAME, Manifest, sha256_file
+from qa_engine.core.constants import PROBE_MODEL
 
 log = logging.getLogger(__name__)
 
 INSTALL_HINT = "pip install 'qa-engine[hub]'"
-PROBE_MODEL = "probe.onnx"  # packaged with qa_engine (qa_engine/data), also used by `qa-engine doctor`
 # the hub's repo names: letters, digits, '-', '_', '.'; an optional namespace; no '--' or '..'
 _REPO_ID = re.compile(r"^(?:[A-Za-z0-9][\w.-]{0,95}/)?[A-Za-z0-9][\w.-]{0,95}$")
 

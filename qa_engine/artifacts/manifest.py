@@ -9,11 +9,15 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from qa_engine.artifacts.atomic import atomic_write_text
+from qa_engine.core.constants import (
+    DOC_STRIDE,
+    MAX_ANSWER_LENGTH,
+    MAX_LENGTH,
+)
 
 MANIFEST_NAME = "qa_engine.json"
 FORMAT = "qa-engine-artifact"
 FORMAT_VERSION = 1
-PRECISIONS = ("fp32", "int8", "fp16")
 
 
 @dataclass
@@ -35,9 +39,9 @@ class Manifest:
     output_names: list[str]
     variants: dict[str, Variant]
     tokenizer_file: str = "tokenizer.json"
-    max_length: int = 384
-    doc_stride: int = 128
-    max_answer_length: int = 30
+    max_length: int = MAX_LENGTH
+    doc_stride: int = DOC_STRIDE
+    max_answer_length: int = MAX_ANSWER_LENGTH
     opset: int | None = None
     versions: dict[str, str] = field(default_factory=dict)
     fusion: dict[str, int] = field(default_factory=dict)

@@ -13,9 +13,9 @@ from typing import Any, Sequence
 
 from qa_engine.artifacts.atomic import atomic_write_text
 from qa_engine.artifacts.manifest import Manifest
+from qa_engine.core.constants import TRAIN_CONFIG
 
 PROVENANCE_NAME = "provenance.json"
-TRAIN_CONFIG = "train_config.json"  # written by `qa-engine train` beside the model
 METRICS = "metrics.json"
 
 

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable, Iterator, TypeVar
 
 from qa_engine.artifacts.atomic import atomic_open
+from qa_engine.core.constants import PRECISIONS, PROVIDERS
 from qa_engine.formats.records import output_record, summary, write_predictions
 from qa_engine.formats.squad import iter_examples
 
@@ -27,8 +28,8 @@ def _add_engine_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", required=True,
                    help="artifact folder written by `qa-engine export`, or a Hugging Face hub repo id (org/name)")
     p.add_argument("--revision", default=None, help="hub branch, tag or commit of a repo id (default: main)")
-    p.add_argument("--provider", default="auto", choices=["auto", "cpu", "cuda"])
-    p.add_argument("--precision", default=None, choices=["fp32", "int8", "fp16"],
+    p.add_argument("--provider", default="auto", choices=PROVIDERS)
+    p.add_argument("--precision", default=None, choices=PRECISIONS,
                    help="model variant (default: int8 on CPU, fp16 on CUDA, else fp32)")
     p.add_argument("--top-k", type=int, default=None, help="answers per question (default 1)")
     p.add_argument("--max-answer-length", type=int, default=None, help="tokens (default: the artifact's)")

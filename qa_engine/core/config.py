@@ -5,6 +5,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from qa_engine.core.buckets import Shapes
+from qa_engine.core.constants import DOC_STRIDE, MAX_ANSWER_LENGTH, MAX_LENGTH
 
 # Embeddings that number positions from padding_idx + 1 (transformers' create_position_ids_from_input_ids):
 # RoBERTa's max_position_embeddings 514 with pad id 1 holds 512 tokens.
@@ -15,8 +16,8 @@ OFFSET_POSITIONS = ("roberta", "xlm-roberta")
 class WindowConfig:
     """How a (question, context) pair is cut into model windows."""
 
-    max_length: int = 384
-    doc_stride: int = 128
+    max_length: int = MAX_LENGTH
+    doc_stride: int = DOC_STRIDE
 
     def __post_init__(self) -> None:
         if self.max_length < 8:
@@ -34,7 +35,7 @@ class DecodeConfig:
     Each window contributes its top_k spans before the merge across windows, as in the pipeline; a larger
     per-window shortlist (run_qa's n_best) would change which texts get their scores summed."""
 
-    max_answer_length: int = 30
+    max_answer_length: int = MAX_ANSWER_LENGTH
     top_k: int = 1
     handle_impossible_answer: bool = False
 

@@ -15,9 +15,9 @@ from typing import Iterator
 import numpy as np
 import onnxruntime as ort
 
+from qa_engine.core.constants import PROBE_MODEL
 from qa_engine.runners import sessions
 
-PROBE = "probe.onnx"  # a 4x4 MatMul: loading the provider library and running one kernel on it
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
 LOG_PREFIX = re.compile(r"^.*?\[[EWI]:onnxruntime:[^\]]*\]\s*(?:\S+\s+)?(?:.*?\[ONNXRuntimeError\] : \d+ : \w+ : )?")
 FIX_CUDA_LIBS = "pip install 'qa-engine[cuda]'  (NVIDIA's CUDA 13, cuBLAS and cuDNN 9 as pip packages)"
@@ -95,7 +95,7 @@ def check_provider(provider: str, model: Path) -> ProviderCheck:
 def diagnose(model: Path | None = None) -> list[ProviderCheck]:
     """CPU and CUDA, the providers qa-engine uses, checked on `model` (default: the bundled probe)."""
     if model is None:
-        model = Path(str(importlib.resources.files("qa_engine") / "data" / PROBE))
+        model = Path(str(importlib.resources.files("qa_engine") / "data" / PROBE_MODEL))
     return [check_provider(p, model) for p in (sessions.CPU, sessions.CUDA)]
 
 

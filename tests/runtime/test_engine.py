@@ -100,7 +100,7 @@ def test_heldout_accuracy_through_the_engine_matches_pytorch(tiny_bert_checkpoin
     gold = [rec["answers"]["text"][0] for rec in records]
     engine_em = np.mean([r["answer"] == g for r, g in zip(trained_engine.answer_batch(questions, contexts), gold)])
     torch_em = np.mean([r["answer"] == g for r, g in zip(torch_answers, gold)])
-    assert engine_em >= 0.85  # issue 2's 90 is measured on 824 questions at training; these are 158 others
+    assert engine_em >= 0.85  # the 90 of training is measured on 824 questions; these are 158 others
     assert abs(engine_em - torch_em) <= 0.01
 
 

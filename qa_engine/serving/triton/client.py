@@ -13,6 +13,7 @@ import numpy as np
 
 from qa_engine.artifacts.manifest import Manifest
 from qa_engine.core.config import DecodeConfig, WindowConfig
+from qa_engine.core.constants import TRITON_MAX_BATCH_SIZE
 from qa_engine.core.runner import CallRunner
 from qa_engine.core.types import AnswerResult
 from qa_engine.core.windows import WindowTokenizer
@@ -53,7 +54,7 @@ class TritonQAClient:
     the model's max_batch_size in config.pbtxt.
     """
 
-    def __init__(self, artifact_dir: str | Path, infer: Infer, max_batch_size: int = 32):
+    def __init__(self, artifact_dir: str | Path, infer: Infer, max_batch_size: int = TRITON_MAX_BATCH_SIZE):
         artifact_dir = Path(artifact_dir)
         manifest = Manifest.read(artifact_dir)
         window = WindowConfig(manifest.max_length, manifest.doc_stride)
@@ -70,7 +71,7 @@ class TritonQAClient:
     @classmethod
     def connect(
         cls, artifact_dir: str | Path, url: str = "localhost:8000", model_name: str = "qa_engine",
-        max_batch_size: int = 32, **client_kwargs: Any,
+        max_batch_size: int = TRITON_MAX_BATCH_SIZE, **client_kwargs: Any,
     ) -> "TritonQAClient":
         """A client for the Triton server at `url` serving `model_name`."""
         output_names = Manifest.read(artifact_dir).output_names[:2]

@@ -31,6 +31,11 @@ from pathlib import Path
 from typing import IO, Any, Callable
 
 from qa_engine.artifacts.manifest import Manifest
+from qa_engine.core.constants import (
+    PRECISIONS,
+    TRITON_MAX_BATCH_SIZE,
+    TRITON_MAX_QUEUE_DELAY_US,
+)
 from qa_engine.serving.triton import models as tm
 from qa_engine.serving.triton.config import (
     TensorSpec,
@@ -62,8 +67,8 @@ class ServeOptions:
     precision: str | None = None  # the artifact variant (None: int8 on CPU where the artifact has it, else fp32)
     provider: str = "cpu"  # the engine's onnxruntime provider: cpu, cuda, auto
     raw_onnx: bool = False  # also serve the raw ONNX model as RAW_MODEL, for TritonQAClient
-    max_batch_size: int = 32  # requests' rows per Triton batch (config.pbtxt max_batch_size)
-    max_queue_delay_us: int = 2000  # dynamic batching: longest wait for a fuller batch
+    max_batch_size: int = TRITON_MAX_BATCH_SIZE  # requests' rows per Triton batch (config.pbtxt max_batch_size)
+    max_queue_delay_us: int = TRITON_MAX_QUEUE_DELAY_US  # dynamic batching: longest wait for a fuller batch
     instances: int = 1  # model instances (stub processes, one engine each)
     intra_op_threads: int | None = None  # onnxruntime threads per instance (None: the physical cores)
     model_batch_size: int | None = None  # windows per engine model call (None: the engine's default)
@@ -312,11 +317,6 @@ class TritonServer:
         tail = Path(self.log_file).read_text(encoding="utf-8", errors="replace").splitlines()[-lines:]
         return f"; the end of {self.log_file}:\n" + "\n".join(tail)
 
-    def wait(self) -> int:
-        """Block until tritonserver exits; its exit status."""
-        assert self.process is not None
-        return self.process.wait()
-
     def stop(self, timeout_s: float | None = None) -> int | None:
         """SIGTERM tritonserver (it finishes in-flight requests), SIGKILL its process group if it is still there
         after `timeout_s` (default: the exit timeout and 10 s), remove its shared-memory regions and an own
@@ -416,7 +416,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                     "Stops on SIGINT or SIGTERM.",
     )
     p.add_argument("--model", required=True, help="artifact folder written by `qa-engine export`")
-    p.add_argument("--precision", default=None, choices=["fp32", "int8", "fp16"],
+    p.add_argument("--precision", default=None, choices=PRECISIONS,
                    help="variant served (default: int8 on CPU, fp16 with --provider cuda, else fp32)")
     p.add_argument("--provider", default="cpu", choices=["cpu", "cuda", "auto"], help="the engine's provider")
     p.add_argument("--raw-onnx", action="store_true", help="also serve the raw ONNX model as 'qa_engine'")
@@ -424,8 +424,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--http-port", type=int, default=8000)
     p.add_argument("--grpc-port", type=int, default=8001)
     p.add_argument("--metrics-port", type=int, default=8002, help="Prometheus metrics port; 0 turns metrics off")
-    p.add_argument("--max-batch-size", type=int, default=32, help="question rows per Triton batch")
-    p.add_argument("--max-queue-delay-us", type=int, default=2000,
+    p.add_argument("--max-batch-size", type=int, default=TRITON_MAX_BATCH_SIZE, help="question rows per Triton batch")
+    p.add_argument("--max-queue-delay-us", type=int, default=TRITON_MAX_QUEUE_DELAY_US,
                    help="dynamic batching: longest wait for a fuller batch, in microseconds")
     p.add_argument("--instances", type=int, default=1, help="model instances, one engine (stub process) each")
     p.add_argument("--intra-op-threads", type=int, default=None, help="onnxruntime threads per instance")

@@ -7,6 +7,7 @@ from pathlib import Path
 import onnxruntime as ort
 import pytest
 
+from qa_engine.core.constants import PROBE_MODEL
 from qa_engine.engine import QAEngine
 from qa_engine.runners import doctor, sessions
 
@@ -118,4 +119,4 @@ def test_doctor_command_exit_status(capsys):
     assert "CPUExecutionProvider" in out and "ok" in out
     cuda_works = doctor.diagnose()[1].works
     assert main(["doctor", "--require", "cuda"]) == (0 if cuda_works else 1)
-    assert main(["doctor", "--onnx", str(Path(doctor.__file__).parents[1] / "data" / doctor.PROBE), "--require", "cpu"]) == 0
+    assert main(["doctor", "--onnx", str(Path(doctor.__file__).parents[1] / "data" / PROBE_MODEL), "--require", "cpu"]) == 0

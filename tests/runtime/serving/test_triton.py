@@ -16,6 +16,7 @@ import pytest
 from qa_engine import QAEngine
 from qa_engine.artifacts.manifest import Manifest, sha256_file
 from qa_engine.serving.triton.client import TritonQAClient, http_infer
+from qa_engine.serving.triton.config import ONNX_TO_TRITON
 
 TOKEN = re.compile(r'"[^"]*"|[{}\[\]:,]|[^\s{}\[\]:,"]+')
 
@@ -116,7 +117,7 @@ def test_config_matches_the_onnx_model(random_artifact: Path, tmp_path: Path, pr
     for declared, actual in ((config["input"], session.get_inputs()), (config["output"], session.get_outputs())):
         assert [d["name"] for d in declared] == [a.name for a in actual]
         for d, a in zip(declared, actual):
-            assert d["data_type"] == triton.ONNX_TO_TRITON[a.type]
+            assert d["data_type"] == ONNX_TO_TRITON[a.type]
             assert not isinstance(a.shape[0], int)  # the batch dimension, left out of dims
             assert d["dims"] == [x if isinstance(x, int) else -1 for x in a.shape[1:]] == [-1]
     assert [d["name"] for d in config["input"]] == Manifest.read(random_artifact).input_names

@@ -160,7 +160,7 @@ def _one_by_one_concurrently(server: TritonServer, pairs: Sequence[tuple[str, st
         return list(pool.map(one, pairs))
 
 
-PRECISIONS = ["fp32", "int8"]  # int8 with static activation scales (issue 18.1): its answers do not depend on the batch
+PRECISIONS = ["fp32", "int8"]  # int8 with static activation scales : its answers do not depend on the batch
 
 
 # --- the repository and the server's surroundings: no server needed -------------------------------------------
