@@ -9,13 +9,10 @@ import torch
 from torch.utils.data import Dataset
 from tqdm.auto import tqdm
 
-from qa_engine.core.windows import (
-    Windows,
-    WindowTokenizer,
-    answer_char_spans,
-    answer_token_spans,
-)
+from qa_engine.core.windows import Windows, WindowTokenizer
 from qa_engine.formats.squad import DataError, Example, split_by_fit
+
+from .labels import answer_char_spans, answer_token_spans
 
 log = logging.getLogger(__name__)
 

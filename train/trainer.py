@@ -28,11 +28,12 @@ from qa_engine.artifacts.atomic import atomic_dir
 from qa_engine.core.config import WindowConfig, max_window_length
 from qa_engine.core.constants import TRAIN_CONFIG
 from qa_engine.core.windows import WindowTokenizer
-from qa_engine.formats.squad import Example, load_examples
+from qa_engine.formats.squad import Example
 
 from .config import EVAL_SPLIT, TrainConfig
 from .data import LABEL_COLUMNS, collate, training_dataset
 from .evaluation import EvalSet
+from .labels import load_labelled
 from .model import load_model, model_input_names
 from .tokenizer import portable_files
 
@@ -106,7 +107,7 @@ def _resume_point(cfg: TrainConfig, output: Path, checkpoints: Path) -> str | No
 
 
 def _load(source: str | None, split: str, strict: bool) -> list[Example] | None:
-    return None if source is None else load_examples(source, split, strict)
+    return None if source is None else load_labelled(source, split, strict)
 
 
 def _warmup(ratio: float) -> dict[str, float]:
@@ -158,7 +159,7 @@ def train(cfg: TrainConfig, callbacks: Sequence[TrainerCallback] = ()) -> Path:
     checkpoints = checkpoint_dir(output)
     resume_from = _resume_point(cfg, output, checkpoints)
 
-    train_examples = load_examples(cfg.dataset, "train", cfg.strict)
+    train_examples = load_labelled(cfg.dataset, "train", cfg.strict)
     local = Path(cfg.dataset).exists()
     eval_source = cfg.eval_dataset or (None if local else cfg.dataset)
     eval_examples = _load(eval_source, EVAL_SPLIT, cfg.strict)

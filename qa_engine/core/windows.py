@@ -321,34 +321,3 @@ class WindowTokenizer:
             example_index=pair.astype(np.int32),
             cls_id=t.cls_id,
         )
-
-
-def answer_char_spans(texts: Sequence[str], starts: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
-    """[start, end) of each answer with surrounding whitespace trimmed: tokens never cover whitespace."""
-    lo = np.array([s + len(t) - len(t.lstrip()) for t, s in zip(texts, starts)], dtype=np.int64)
-    hi = np.array([s + len(t.rstrip()) for t, s in zip(texts, starts)], dtype=np.int64)
-    return lo, hi
-
-
-def answer_token_spans(windows: Windows, char_starts: np.ndarray, char_ends: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Training labels: per window, the token span covering [char_start, char_end) of its example's answer
-    when the whole answer lies inside the window's context, else (0, 0), the CLS position.
-
-    char_starts/char_ends are per example; the span is the last context token starting at or before the
-    answer start and the first context token ending at or after the answer end (HF run_qa's rule).
-    """
-    a = char_starts[windows.example_index][:, None]
-    b = char_ends[windows.example_index][:, None]
-    ctx = windows.context_mask
-    tok_start = windows.offsets[..., 0]
-    tok_end = windows.offsets[..., 1]
-    big = np.iinfo(np.int32).max
-    first_ctx = np.where(ctx, tok_start, big).min(axis=1)
-    last_ctx = np.where(ctx, tok_end, -1).max(axis=1)
-    inside = (first_ctx <= a[:, 0]) & (last_ctx >= b[:, 0])
-    cols = np.arange(ctx.shape[1])[None, :]
-    start_tok = np.where(ctx & (tok_start <= a), cols, -1).max(axis=1)
-    end_tok = np.where(ctx & (tok_end >= b), cols, big).min(axis=1)
-    start_tok = np.where(inside, start_tok, 0)
-    end_tok = np.where(inside, end_tok, 0)
-    return start_tok.astype(np.int64), end_tok.astype(np.int64)

@@ -1,4 +1,4 @@
-"""Reading SQuAD-format QA data (nested SQuAD v1.1 JSON, JSON Lines, or a hub dataset) and checking its labels."""
+"""Reading SQuAD-format QA data (nested SQuAD v1.1 JSON, JSON Lines, or a hub dataset) into checked examples."""
 from __future__ import annotations
 
 import json
@@ -13,8 +13,6 @@ if TYPE_CHECKING:
     from qa_engine.core.windows import WindowTokenizer
 
 log = logging.getLogger(__name__)
-
-REPAIR_RADIUS = 64  # characters around a wrong answer_start searched for the answer text
 
 
 class DataError(ValueError):
@@ -142,63 +140,9 @@ def _hub_records(dataset_id: str, split: str) -> Iterator[tuple[dict, str]]:
         yield record, f"{dataset_id}[{split}][{i}]"
 
 
-def align_answer(context: str, text: str, start: int) -> int | None:
-    """The start where `text` really is: `start` if right, the single nearby occurrence if unique, else None."""
-    if not text:
-        return None
-    if 0 <= start and context[start : start + len(text)] == text:
-        return start
-    lo = max(0, start - REPAIR_RADIUS)
-    hi = min(len(context), start + len(text) + REPAIR_RADIUS)
-    found = []
-    pos = context.find(text, lo, hi)
-    while pos != -1:
-        found.append(pos)
-        pos = context.find(text, pos + 1, hi)
-    return found[0] if len(found) == 1 else None
-
-
-def check_answers(examples: Iterable[Example], strict: bool = False, source: str = "data") -> list[Example]:
-    """Keep examples whose answers index their context; repair unique near misses, drop or fail on the rest."""
-    kept: list[Example] = []
-    repaired: list[str] = []
-    dropped: list[str] = []
-    for ex in examples:
-        starts: list[int] = []
-        texts: list[str] = []
-        bad = False
-        for text, start in zip(ex.answer_texts, ex.answer_starts):
-            fixed = align_answer(ex.context, text, start)
-            if fixed is None:
-                bad = True
-                continue
-            if fixed != start:
-                repaired.append(ex.id)
-            texts.append(text)
-            starts.append(fixed)
-        if bad or not texts:
-            msg = (f"{source}: id {ex.id}: answer {ex.answer_texts!r} at {ex.answer_starts} "
-                   "does not match the context")
-            if strict:
-                raise DataError(msg)
-            log.warning(msg)
-            if not texts:
-                dropped.append(ex.id)
-                continue
-        kept.append(Example(ex.id, ex.question, ex.context, tuple(texts), tuple(starts), ex.title))
-    if repaired:
-        log.warning("%s: repaired %d misaligned answer starts (ids: %s)", source, len(repaired),
-                    ", ".join(repaired[:20]))
-    if dropped:
-        log.warning("%s: dropped %d questions with no aligned answer (ids: %s)", source, len(dropped),
-                    ", ".join(dropped[:20]))
-    if not kept:
-        raise DataError(f"{source}: no usable examples (every question lacks an aligned answer)")
-    return kept
-
-
-def load_examples(source: str | Path, split: str = "train", strict: bool = False) -> list[Example]:
-    """Labelled examples from a local SQuAD JSON / JSON Lines file or a hub dataset id, answers checked."""
+def load_examples(source: str | Path, split: str = "train") -> list[Example]:
+    """Labelled examples from a local SQuAD JSON / JSON Lines file or a hub dataset id (answer offsets as given:
+    training checks them against the context, train.labels)."""
     path = Path(source)
     if path.exists():
         records = iter_records(path)
@@ -209,7 +153,7 @@ def load_examples(source: str | Path, split: str = "train", strict: bool = False
     examples = [make_example(r, where) for r, where in records]
     if not examples:
         raise DataError(f"{source}: no examples")
-    return check_answers(examples, strict=strict, source=str(source))
+    return examples
 
 
 def references(examples: Iterable[Example]) -> dict[str, list[str]]:

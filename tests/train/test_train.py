@@ -12,6 +12,7 @@ import pytest
 import torch
 from qa_engine.train.config import TrainConfig
 from qa_engine.train.data import training_dataset
+from qa_engine.train.labels import answer_char_spans, answer_token_spans, load_labelled
 from qa_engine.train.model import load_model, model_input_names, tiny_config
 from qa_engine.train.synthetic import alphabet, generate, write_jsonl
 from qa_engine.train.tokenizer import save_tokenizer_dir, train_wordpiece
@@ -30,12 +31,8 @@ from transformers import (
 
 from qa_engine.core.config import WindowConfig
 from qa_engine.core.spans import best_spans, merge_answers
-from qa_engine.core.windows import (
-    WindowTokenizer,
-    answer_char_spans,
-    answer_token_spans,
-)
-from qa_engine.formats.squad import DataError, load_examples
+from qa_engine.core.windows import WindowTokenizer
+from qa_engine.formats.squad import DataError
 
 
 @pytest.fixture(scope="module")
@@ -63,7 +60,7 @@ def _windower(folder: Path) -> WindowTokenizer:
 
 # ---- labels -----------------------------------------------------------------------------------------------------
 def test_training_labels_map_back_to_the_answer(data_dir):
-    examples = load_examples(data_dir / "train.jsonl", strict=True)
+    examples = load_labelled(data_dir / "train.jsonl", strict=True)
     wt = _windower(data_dir / "tokenizer")
     ds = training_dataset(examples, wt, ("input_ids", "attention_mask"))
     windows = wt.windows([ex.question for ex in examples], [ex.context for ex in examples])

@@ -8,12 +8,7 @@ from hypothesis import strategies as st
 from tokenizers import Tokenizer
 
 from qa_engine.core.config import WindowConfig
-from qa_engine.core.windows import (
-    WindowTokenizer,
-    answer_char_spans,
-    answer_token_spans,
-    window_counts,
-)
+from qa_engine.core.windows import WindowTokenizer, window_counts
 
 CORPUS = [
     "철수는 서울에 삽니다.", "고양이가 의자에 앉습니다.", "영희는 2019년 3월 5일에 부산으로 이사했다.",
@@ -58,30 +53,6 @@ def test_window_counts_step_and_stop():
     # chunks start every budget - stride tokens until one reaches the end: 25 tokens, budget 10 -> 0, 7, 14, 21
     counts = window_counts(np.array([5, 25, 24, 1000, 0]), np.array([10, 10, 10, 100, 10]), 3)
     assert counts.tolist() == [1, 4, 3, 11, 1]
-
-
-def test_labels_map_back_to_the_answer_in_every_window(tokenizer):
-    cfg = WindowConfig(20, 6)
-    wt = WindowTokenizer(Tokenizer.from_str(tokenizer.to_str()), cfg)
-    context = " ".join(CORPUS * 2)
-    answer = "부산"
-    starts = [context.index(answer), context.rindex(answer)]
-    w = wt.windows(["어디로 이사했나?"] * 2, [context] * 2)
-    s, e = answer_token_spans(w, *answer_char_spans([answer] * 2, starts))
-    for r in range(len(w)):
-        start = starts[w.example_index[r]]
-        ctx = w.offsets[r][w.context_mask[r]]
-        holds = ctx[0, 0] <= start and start + len(answer) <= ctx[-1, 1]
-        if holds:  # every window holding the whole answer is labelled with it, the others with CLS
-            assert context[w.offsets[r, s[r], 0] : w.offsets[r, e[r], 1]] == answer
-        else:
-            assert (s[r], e[r]) == (0, 0)
-    assert (np.bincount(w.example_index[s > 0]) >= 2).all()  # each answer lies in several windows
-
-
-def test_labels_trim_whitespace_around_answers():
-    lo, hi = answer_char_spans([" 서울 ", "부산"], [3, 10])
-    assert lo.tolist() == [4, 10] and hi.tolist() == [6, 12]
 
 
 def test_too_long_question_is_refused_not_panicking(tokenizer):
