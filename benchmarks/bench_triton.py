@@ -30,12 +30,24 @@ from qa_engine.serving.triton.server import (
     Address,
     ServeOptions,
     TritonServer,
-    free_ports,
 )
 
 from .bench_concurrency import Pair, Row, Run, format_table, load_pairs, run_threads
 
 log = logging.getLogger(__name__)
+
+
+def free_ports(n: int, host: str = "127.0.0.1") -> list[int]:
+    """`n` TCP ports free on `host` just now (for the servers a benchmark starts)."""
+    import socket
+
+    sockets = [socket.socket() for _ in range(n)]
+    for sock in sockets:
+        sock.bind((host, 0))
+    ports = [sock.getsockname()[1] for sock in sockets]
+    for sock in sockets:
+        sock.close()
+    return ports
 
 
 @dataclass(frozen=True)

@@ -29,8 +29,9 @@ from qa_engine.serving.triton.server import (
     Address,
     ServeOptions,
     TritonServer,
-    free_ports,
 )
+
+from .bench_triton import free_ports
 
 
 def _engine_request(url: str, context_mib: float) -> str:

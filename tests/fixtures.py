@@ -116,6 +116,19 @@ def engine(random_artifact: Path) -> QAEngine:
     return QAEngine.from_pretrained(random_artifact, provider="cpu", precision="fp32")
 
 
+def free_ports(n: int, host: str = "127.0.0.1") -> list[int]:
+    """`n` TCP ports free on `host` just now (for the servers a test starts)."""
+    import socket
+
+    sockets = [socket.socket() for _ in range(n)]
+    for sock in sockets:
+        sock.bind((host, 0))
+    ports = [sock.getsockname()[1] for sock in sockets]
+    for sock in sockets:
+        sock.close()
+    return ports
+
+
 NAMES = ("철수", "영희", "민수", "지영", "현우", "서연", "도윤", "하은", "준호", "민지")
 PLACES = ("서울", "부산", "대구", "광주", "대전", "제주", "인천", "울산", "수원", "춘천")
 DEEDS = (("에 삽니다", "어디에 삽니까?"), ("에서 일합니다", "어디에서 일합니까?"), ("으로 떠났습니다", "어디로 떠났습니까?"))

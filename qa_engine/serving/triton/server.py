@@ -99,19 +99,6 @@ class Address:
         return f"{self.host}:{self.http_port}"
 
 
-def free_ports(n: int, host: str = "127.0.0.1") -> list[int]:
-    """`n` TCP ports free on `host` just now (for servers a test or benchmark starts itself)."""
-    import socket
-
-    sockets = [socket.socket() for _ in range(n)]
-    for sock in sockets:
-        sock.bind((host, 0))
-    ports = [sock.getsockname()[1] for sock in sockets]
-    for sock in sockets:
-        sock.close()
-    return ports
-
-
 @dataclass(frozen=True)
 class Bundle:
     """A tritonserver binary and a backend folder holding the python backend and its stub for this Python."""

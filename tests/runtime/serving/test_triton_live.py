@@ -32,11 +32,10 @@ from qa_engine.serving.triton.server import (
     ServeOptions,
     TritonServer,
     TritonUnavailable,
-    free_ports,
     server_environment,
     write_repository,
 )
-from tests.fixtures import qa_pairs
+from tests.fixtures import free_ports, qa_pairs
 from tests.runtime.serving.test_triton import parse_pbtxt
 
 REQUIRE = os.environ.get("QA_ENGINE_REQUIRE_TRITON") == "1"
