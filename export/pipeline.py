@@ -158,9 +158,9 @@ def _build(
     if "fp16" in files:
         quantize.convert_fp16(files["fp32"], files["fp16"])
     graph = {p: onnx_export.read_graph(path) for p, path in files.items()}["fp32"]  # checks every file
-    for name in TOKENIZER_FILES:
-        if (checkpoint.path / name).is_file():
-            shutil.copy2(checkpoint.path / name, out / name)
+    copied = [name for name in TOKENIZER_FILES if (checkpoint.path / name).is_file()]
+    for name in copied:
+        shutil.copyfile(checkpoint.path / name, out / name)
 
     outcomes, source = _validate(model, raw.path, files, tokenizer, decode, graph.input_names, questions, tolerance)
     if calibration:
@@ -187,6 +187,7 @@ def _build(
         opset=graph.opset,
         versions=versions(exporter),
         fusion=fusion_counts,
+        files={name: sha256_file(out / name) for name in copied},
     )
 
 

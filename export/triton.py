@@ -8,7 +8,7 @@ import shutil
 from pathlib import Path
 
 from qa_engine.artifacts.atomic import atomic_dir
-from qa_engine.artifacts.manifest import Manifest, sha256_file
+from qa_engine.artifacts import loader
 from qa_engine.core.constants import (
     PRECISIONS,
     TRITON_MAX_BATCH_SIZE,
@@ -65,13 +65,9 @@ def write_triton_repo(
         raise ValueError(f"instance_kind must be cpu or gpu (KIND_CPU/KIND_GPU), got {instance_kind!r}")
     if max_batch_size < 1:
         raise ValueError(f"max_batch_size must be >= 1, got {max_batch_size}")
-    artifact_dir = Path(artifact_dir)
-    manifest = Manifest.read(artifact_dir)
-    if precision not in manifest.variants:
-        raise ValueError(f"precision {precision!r} not in the artifact (has: {', '.join(manifest.variants)})")
-    source = artifact_dir / manifest.variants[precision].file
-    if not source.is_file() or sha256_file(source) != manifest.variants[precision].sha256:
-        raise ValueError(f"{source}: missing or does not match the manifest checksum")
+    artifact = loader.local_artifact(artifact_dir)
+    loader.check_manifest(artifact)
+    source = loader.variant_file(artifact, loader.pick_variant(artifact.manifest.variants, "cpu", precision))
     inputs, outputs = tensor_specs(source)
     text = config_text(model_name, inputs, outputs, max_batch_size, kind, instance_count, max_queue_delay_us)
     target = Path(repo_dir) / model_name

@@ -10,12 +10,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Generator, Iterable, Iterator, Mapping, Sequence
 
 import numpy as np
-import onnxruntime as ort
 
-from .artifacts import hub
-from .artifacts.manifest import Manifest, sha256_file
+from .artifacts import hub, loader
 from .core.config import DecodeConfig, EngineSettings, WindowConfig
-from .core.constants import PROVIDERS
 from .core.inputs import check_texts
 from .core.overlap import overlapped
 from .core.pipeline import WindowAnswers, model_feed, plan_calls
@@ -23,7 +20,6 @@ from .core.runner import Logits, ModelRunner
 from .core.spans import Answer
 from .core.types import AnswerDict, AnswerResult
 from .core.windows import ContextCache, WindowTokenizer
-from .runners import sessions
 from .runners.onnx import OnnxRunner
 
 if TYPE_CHECKING:
@@ -31,7 +27,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-PREFERRED = {"cuda": ("fp16", "fp32"), "cpu": ("int8", "fp32")}
 STAGES = ("tokenize", "bucket", "run", "decode")
 # Questions are tokenized and answered in chunks of up to this many batches. With overlap (CUDA), small chunks keep
 # the model fed: the model starts on a chunk only once it is cut (2,048 dev questions beside a simulated H200:
@@ -43,6 +38,7 @@ SERIAL_CHUNK_BATCHES = 16
 
 # EngineSettings fields from_pretrained takes as keyword arguments (the others come from the artifact and device)
 SETTABLE = {f.name for f in fields(EngineSettings)} - {"window", "decode", "precision", "device"}
+WINDOW_AND_DECODE = {"max_length", "doc_stride", "max_answer_length", "top_k", "handle_impossible_answer"}
 
 
 def _unpack(block: list[Any], first: int) -> tuple[list[str], list[str]]:
@@ -103,13 +99,14 @@ class QAEngine:
         Args:
             path_or_repo_id: an artifact folder written by `qa-engine export`, or a hub repo id ("org/name").
                 A folder of that name wins; a repo is downloaded into the hub cache file by file: the
-                manifest, then only the chosen variant's ONNX file and the tokenizer (needs `qa-engine[hub]`).
+                manifest, then only the chosen variant's ONNX file, the tokenizer and configs (needs `qa-engine[hub]`).
             provider: "auto" (CUDA when it really runs here and the artifact has a CUDA variant, else CPU),
                 "cpu", "cuda", or a list of onnxruntime providers (names or (name, options) pairs).
             precision: "int8", "fp16" or "fp32"; None picks the best variant for the device (int8 on CPU,
                 fp16 on CUDA, else fp32).
             intra_op_threads: onnxruntime threads per model call (default: the physical cores).
-            verify: check the model file's SHA-256 against the manifest before loading it.
+            verify: check the manifest's own checksum and every file's SHA-256 against it before loading (the
+                settings are checked against the model graph either way).
             warmup: run every model-call width at batch 1 and at the batch size once before returning, so the
                 first requests pay no first-call cost per shape (about 80 ms each on CUDA); None: on CUDA only.
             revision: hub branch, tag or commit (default: the main branch); ignored for a local folder.
@@ -121,32 +118,30 @@ class QAEngine:
                 `EngineSettings` fields such as `batch_size` and `token_budget`. Unset ones come from the manifest.
 
         Raises FileNotFoundError for a missing folder, repo or file (offline: one not in the cache),
-        ValueError for a malformed manifest, a checksum mismatch or an unusable option, and ImportError
+        ValueError for a malformed manifest, a checksum mismatch, settings the model cannot take or an unusable
+        option (each naming the file and the field), and ImportError
         with the install command when a repo id is given without huggingface_hub.
         """
+        unknown = sorted(set(overrides) - SETTABLE - WINDOW_AND_DECODE)
+        if unknown:
+            raise TypeError(f"from_pretrained() got unexpected keyword arguments: {', '.join(unknown)}")
         artifact = hub.open_artifact(path_or_repo_id, revision, cache_dir, local_files_only, token)
         manifest = artifact.manifest
-        tok_path = artifact.fetch(manifest.tokenizer_file)
-        if not tok_path.is_file():
-            raise FileNotFoundError(f"{tok_path}: tokenizer missing from the artifact")
+        model = loader.load(artifact, provider, precision, intra_op_threads, verify)
         window = WindowConfig(
             overrides.pop("max_length", manifest.max_length), overrides.pop("doc_stride", manifest.doc_stride)
         )
+        loader.check_window(window, model.positions, "from_pretrained")
         decode = DecodeConfig(
             max_answer_length=overrides.pop("max_answer_length", manifest.max_answer_length),
             top_k=overrides.pop("top_k", 1),
             handle_impossible_answer=overrides.pop("handle_impossible_answer", False),
         )
-        unknown = sorted(set(overrides) - SETTABLE)
-        if unknown:
-            raise TypeError(f"from_pretrained() got unexpected keyword arguments: {', '.join(unknown)}")
-        session, chosen, device = _open_session(artifact, provider, precision, intra_op_threads, verify)
-        settings = EngineSettings(
-            window=window, decode=decode, precision=chosen, device=device, **overrides,
-        )
+        chosen, device = model.precision, model.device
+        settings = EngineSettings(window=window, decode=decode, precision=chosen, device=device, **overrides)
         log.info("loaded %s (%s on %s)", path_or_repo_id, chosen, device)
-        runner = OnnxRunner(session, device, chosen, tuple(manifest.input_names))
-        engine = cls(runner, WindowTokenizer.from_file(tok_path, window), settings)
+        runner = OnnxRunner(model.session, device, chosen, tuple(manifest.input_names))
+        engine = cls(runner, WindowTokenizer.from_file(model.tokenizer, window), settings)
         if device == "cuda" if warmup is None else warmup:
             engine.warmup()
         return engine
@@ -316,55 +311,3 @@ class QAEngine:
 def _format(answers: list[Answer], top_k: int) -> AnswerResult:
     dicts = [a.as_dict() for a in answers] or [AnswerDict(answer="", score=0.0, start=0, end=0)]
     return dicts[0] if top_k == 1 else dicts
-
-
-def _pick_variant(manifest: Manifest, device: str, precision: str | None) -> str:
-    if precision is not None:
-        if precision not in manifest.variants:
-            raise ValueError(f"precision {precision!r} not in the artifact (has: {', '.join(manifest.variants)})")
-        return precision
-    for p in PREFERRED[device]:
-        if p in manifest.variants:
-            return p
-    raise ValueError(f"the artifact has no variant usable on {device} (has: {', '.join(manifest.variants)})")
-
-
-def _model_path(artifact: hub.Artifact, precision: str, verify: bool) -> Path:
-    variant = artifact.manifest.variants[precision]
-    path = artifact.fetch(variant.file)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: model file of the {precision} variant is missing")
-    if verify and sha256_file(path) != variant.sha256:
-        raise ValueError(f"{path}: checksum does not match the manifest (corrupt or replaced file)")
-    return path
-
-
-def _open_session(
-    artifact: hub.Artifact, provider: str | Sequence[str | tuple[str, dict[str, Any]]], precision: str | None,
-    threads: int | None, verify: bool,
-) -> tuple[ort.InferenceSession, str, str]:
-    """(session, precision, device) for the provider request; 'auto' falls back to CPU with one log line."""
-    manifest = artifact.manifest
-    if not isinstance(provider, str):
-        names = [sessions.PROVIDER_NAMES.get(p, p) if isinstance(p, str) else p[0] for p in provider]
-        device = "cuda" if sessions.CUDA in names else "cpu"
-        chosen = _pick_variant(manifest, device, precision)
-        session = sessions.explicit_session(_model_path(artifact, chosen, verify), provider, threads, chosen)
-        return session, chosen, device
-    if provider not in PROVIDERS:
-        raise ValueError(f"provider must be 'auto', 'cpu', 'cuda' or a list of onnxruntime providers, got {provider!r}")
-    cuda_variant = precision in manifest.variants if precision else any(p in manifest.variants for p in PREFERRED["cuda"])
-    if provider == "cuda" or (provider == "auto" and cuda_variant):
-        chosen = _pick_variant(manifest, "cuda", precision)
-        # a hub repo's CUDA variant is downloaded only where CUDA runs
-        runs = provider == "cuda" or artifact.is_local or hub.cuda_runs()
-        session = sessions.cuda_session(_model_path(artifact, chosen, verify), chosen, threads) if runs else None
-        if session is not None:
-            return session, chosen, "cuda"
-        if provider == "cuda":
-            raise RuntimeError("provider 'cuda' was requested but onnxruntime cannot run CUDA on this machine")
-        log.info("CUDA is not usable here; running on CPU")
-    chosen = _pick_variant(manifest, "cpu", precision)
-    if "cpu" not in manifest.variants[chosen].providers:
-        log.warning("the %s variant is meant for %s; running it on CPU", chosen, "/".join(manifest.variants[chosen].providers))
-    return sessions.cpu_session(_model_path(artifact, chosen, verify), threads), chosen, "cpu"

@@ -31,6 +31,8 @@ KORQUAD_DEV = ROOT / ".." / "shared" / "data" / "korquad" / "KorQuAD_v1.0_dev.js
 RANDOM_MODEL = ROOT / "tests" / "data" / "random_bert"  # written by tests/random_model.py
 TRAINED = frozenset({"tiny_bert_checkpoint", "quick_distilbert_checkpoint", "tiny_bert_artifact",
                      "quick_distilbert_artifact"})
+# the random model's positions are computed (no table); its config claims BERT's 512 so the limit is checked
+RANDOM_MODEL_POSITIONS = 512
 SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")  # ids 0..4, as train.tokenizer's
 
 
@@ -88,7 +90,7 @@ def char_wordpiece(alphabet: str, specials: tuple[str, ...] = SPECIAL_TOKENS) ->
 
 
 def build_random_artifact(folder: Path) -> Path:
-    """An artifact folder (manifest with checksums, tokenizer, fp32/int8/fp16 ONNX files) of the committed
+    """An artifact folder (manifest with checksums, tokenizer, model config, fp32/int8/fp16 ONNX files) of the committed
     random-weight BERT-like model: what `qa-engine export` writes, without training or exporting anything."""
     folder.mkdir(parents=True, exist_ok=True)
     variants = {}
@@ -98,8 +100,11 @@ def build_random_artifact(folder: Path) -> Path:
         variants[precision] = Variant(name, sha256_file(folder / name), providers,
                                       note="random weights for the runtime tests: answers mean nothing")
     char_wordpiece(korean_alphabet()).save(str(folder / "tokenizer.json"))
+    config = {"model_type": "bert", "max_position_embeddings": RANDOM_MODEL_POSITIONS}
+    (folder / "config.json").write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
     Manifest(model_type="bert", input_names=["input_ids", "attention_mask", "token_type_ids"],
-             output_names=["start_logits", "end_logits"], variants=variants, opset=17).write(folder)
+             output_names=["start_logits", "end_logits"], variants=variants, opset=17,
+             files={name: sha256_file(folder / name) for name in ("tokenizer.json", "config.json")}).write(folder)
     return folder
 
 

@@ -2,21 +2,19 @@
 
 A local folder always wins over a repo id of the same spelling. huggingface_hub is imported only here,
 and only for repo ids: `pip install 'qa-engine[hub]'`. The manifest is fetched first, then only the
-files the chosen variant needs (its one ONNX file and the tokenizer), pinned to the manifest's commit.
+files the chosen variant needs (its one ONNX file, the tokenizer and configs), pinned to the manifest's commit;
+qa_engine.artifacts.loader checks each against the manifest as for a local folder.
 """
 from __future__ import annotations
 
-import functools
 import logging
 import re
-from dataclasses import dataclass
-from importlib.resources import as_file, files
 from pathlib import Path
 from types import ModuleType
-from typing import Callable, Iterator
+from typing import Iterator
 
-from qa_engine.artifacts.manifest import MANIFEST_NAME, Manifest, sha256_file
-from qa_engine.core.constants import PROBE_MODEL
+from qa_engine.artifacts.loader import Artifact, local_artifact, verify_artifact
+from qa_engine.artifacts.manifest import MANIFEST_NAME, Manifest
 
 log = logging.getLogger(__name__)
 
@@ -40,20 +38,6 @@ def import_hub(what: str) -> ModuleType:
     return huggingface_hub
 
 
-@dataclass(frozen=True)
-class Artifact:
-    """An artifact's manifest and a way to get each of its files as a local path."""
-
-    manifest: Manifest
-    folder: Path  # the local folder, or the repo's snapshot folder in the hub cache
-    fetch: Callable[[str], Path]  # file name -> local path; downloads it first for a hub repo
-    repo_id: str | None = None  # None for a local folder
-
-    @property
-    def is_local(self) -> bool:
-        return self.repo_id is None
-
-
 def open_artifact(
     path_or_repo_id: str | Path,
     revision: str | None = None,
@@ -65,7 +49,7 @@ def open_artifact(
     other files on demand."""
     path = Path(path_or_repo_id)
     if isinstance(path_or_repo_id, Path) or path.is_dir() or not is_repo_id(path_or_repo_id):
-        return Artifact(Manifest.read(path), path, lambda name: path / name)
+        return local_artifact(path)
     repo_id = str(path_or_repo_id)
     try:
         hf = import_hub(f"{repo_id!r} is not a local folder; loading it from the Hugging Face hub")
@@ -76,11 +60,9 @@ def open_artifact(
     commit = folder.name
 
     def fetch(name: str) -> Path:
-        if Path(name).is_absolute() or ".." in Path(name).parts:
-            raise ValueError(f"{repo_id}: its manifest names {name!r}, a file outside the repo")
         return _download(hf, repo_id, name, commit, cache_dir, local_files_only, token)
 
-    return Artifact(Manifest.read(folder), folder, fetch, repo_id)
+    return Artifact(Manifest.read(folder), fetch, repo_id)
 
 
 def _download(
@@ -129,16 +111,6 @@ def _download(
         raise ConnectionError(f"{where}: downloading {filename} failed ({e})") from e
 
 
-@functools.lru_cache(maxsize=1)
-def cuda_runs() -> bool:
-    """Whether onnxruntime really runs CUDA here, tried on the packaged probe model so that a hub artifact's
-    CUDA variant is downloaded only where it can run (onnxruntime-gpu lists CUDA on machines without a GPU)."""
-    from qa_engine.runners import sessions
-
-    with as_file(files("qa_engine") / "data" / PROBE_MODEL) as probe:
-        return sessions.cuda_session(probe, "fp32", 1) is not None
-
-
 def _artifact_files(folder: Path) -> Iterator[Path]:
     """Every file of the artifact folder to upload, hidden ones (.cache, .git) excepted."""
     for path in sorted(folder.rglob("*")):
@@ -161,15 +133,12 @@ def push_artifact(
     Returns the commit's URL."""
     hf = import_hub("qa-engine push")
     folder = Path(folder)
-    manifest = Manifest.read(folder)
-    for precision, variant in manifest.variants.items():
-        path = folder / variant.file
-        if not path.is_file():
-            raise FileNotFoundError(f"{path}: model file of the {precision} variant is missing; nothing uploaded")
-        if sha256_file(path) != variant.sha256:
-            raise ValueError(f"{path}: checksum does not match the manifest; nothing uploaded")
-    if not (folder / manifest.tokenizer_file).is_file():
-        raise FileNotFoundError(f"{folder / manifest.tokenizer_file}: tokenizer missing; nothing uploaded")
+    artifact = local_artifact(folder)
+    try:
+        verify_artifact(artifact)
+    except (FileNotFoundError, ValueError) as e:
+        raise type(e)(f"{e}; nothing uploaded") from e
+    manifest = artifact.manifest
     operations = [hf.CommitOperationAdd(path.relative_to(folder).as_posix(), str(path))
                   for path in _artifact_files(folder)]
     if card is not None and not (folder / "README.md").is_file():

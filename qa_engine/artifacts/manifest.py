@@ -1,4 +1,10 @@
-"""The artifact manifest (`qa_engine.json`): what export writes and the engine reads."""
+"""The artifact manifest (`qa_engine.json`): what export writes and the engine reads.
+
+It holds the SHA-256 of every other file of the artifact (the ONNX variants, the tokenizer and configs) and
+`checksum`, the SHA-256 of its own other fields, so a file changed after export is refused at load instead of
+changing answers silently (qa_engine.artifacts.loader checks them). Format 1 manifests had checksums of the ONNX
+files only.
+"""
 from __future__ import annotations
 
 import hashlib
@@ -17,7 +23,8 @@ from qa_engine.core.constants import (
 
 MANIFEST_NAME = "qa_engine.json"
 FORMAT = "qa-engine-artifact"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+CHECKSUMMED_VERSION = 2  # the first format whose manifest checksums every file and itself
 
 
 @dataclass
@@ -45,14 +52,29 @@ class Manifest:
     opset: int | None = None
     versions: dict[str, str] = field(default_factory=dict)
     fusion: dict[str, int] = field(default_factory=dict)
+    files: dict[str, str] = field(default_factory=dict)  # SHA-256 of each file besides the variants (tokenizer, configs)
+    checksum: str = ""  # SHA-256 of the other fields (see `content_sha256`)
     format: str = FORMAT
     format_version: int = FORMAT_VERSION
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), ensure_ascii=False, indent=2)
 
+    def content_sha256(self) -> str:
+        """SHA-256 of every field but `checksum`, as canonical JSON: what `checksum` must hold."""
+        fields = asdict(self)
+        del fields["checksum"]
+        text = json.dumps(fields, ensure_ascii=False, sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+    @property
+    def checksums_every_file(self) -> bool:
+        """Whether this manifest's format checksums every file and itself (older ones: the ONNX files only)."""
+        return self.format_version >= CHECKSUMMED_VERSION
+
     def write(self, folder: str | Path) -> Path:
-        """Write atomically into `folder`."""
+        """Write atomically into `folder`, with `checksum` set to the contents."""
+        self.checksum = self.content_sha256()
         path = Path(folder) / MANIFEST_NAME
         atomic_write_text(path, self.to_json() + "\n")
         return path
@@ -79,9 +101,50 @@ class Manifest:
             )
         try:
             variants = {k: Variant(**v) for k, v in raw.pop("variants").items()}
-            return cls(variants=variants, **raw)
+            manifest = cls(variants=variants, **raw)
         except (TypeError, KeyError, AttributeError) as e:
             raise ValueError(f"{path}: manifest has missing or unknown fields ({e})") from e
+        _check_types(manifest, path)
+        return manifest
+
+
+def _is(value: Any, kind: str) -> bool:
+    """Whether a JSON value is of the kind a manifest field declares (bool is not taken for an int)."""
+    if kind == "int":
+        return isinstance(value, int) and not isinstance(value, bool)
+    if kind == "int?":
+        return value is None or _is(value, "int")
+    if kind == "names":
+        return isinstance(value, list) and all(isinstance(v, str) and v for v in value)
+    if kind == "str->str":
+        return isinstance(value, dict) and all(isinstance(v, str) for v in value.values())
+    return isinstance(value, {"str": str, "bool": bool, "dict": dict}[kind])
+
+
+FIELD_KINDS = {"model_type": "str", "input_names": "names", "output_names": "names", "tokenizer_file": "str",
+               "max_length": "int", "doc_stride": "int", "max_answer_length": "int", "opset": "int?",
+               "files": "str->str", "checksum": "str", "versions": "dict", "fusion": "dict"}
+VARIANT_KINDS = {"file": "str", "sha256": "str", "providers": "names", "validated": "bool", "validation": "dict",
+                 "note": "str"}
+
+
+def _check_types(manifest: Manifest, path: Path) -> None:
+    """ValueError naming the field of the first value of the wrong JSON type."""
+    where = [(name, getattr(manifest, name), kind) for name, kind in FIELD_KINDS.items()]
+    for precision, variant in manifest.variants.items():
+        where += [(f"variants.{precision}.{name}", getattr(variant, name), kind) for name, kind in VARIANT_KINDS.items()]
+    for name, value, kind in where:
+        if not _is(value, kind):
+            raise ValueError(f"{path}: field '{name}' must be {KIND_WORDS[kind]}, got {json.dumps(value)}")
+    named = [("tokenizer_file", manifest.tokenizer_file), *((f"files.{n}", n) for n in manifest.files),
+             *((f"variants.{p}.file", v.file) for p, v in manifest.variants.items())]
+    for name, file in named:
+        if not file or Path(file).is_absolute() or ".." in Path(file).parts:
+            raise ValueError(f"{path}: field '{name}' names {file!r}, a file outside the artifact")
+
+
+KIND_WORDS = {"int": "an integer", "int?": "an integer or null", "names": "a list of non-empty strings",
+              "str->str": "an object of strings", "str": "a string", "bool": "true or false", "dict": "an object"}
 
 
 def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:

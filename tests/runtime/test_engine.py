@@ -330,9 +330,9 @@ def test_auto_on_a_cpu_only_artifact_goes_straight_to_cpu(random_artifact, tmp_p
     """An int8-only artifact (what the quick start exports) has nothing for CUDA: auto must not fail on it."""
     cpu_only = tmp_path / "cpu-only"
     shutil.copytree(random_artifact, cpu_only)
-    raw = json.loads((cpu_only / "qa_engine.json").read_text())
-    raw["variants"] = {"int8": raw["variants"]["int8"]}
-    (cpu_only / "qa_engine.json").write_text(json.dumps(raw))
+    manifest = Manifest.read(cpu_only)
+    manifest.variants = {"int8": manifest.variants["int8"]}
+    manifest.write(cpu_only)
     eng = QAEngine.from_pretrained(cpu_only, provider="auto")
     assert (eng.settings.device, eng.settings.precision) == ("cpu", "int8")
     with pytest.raises(ValueError, match="no variant usable on cuda"):

@@ -11,6 +11,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
+from qa_engine.artifacts import loader
 from qa_engine.artifacts.manifest import Manifest
 from qa_engine.core.config import DecodeConfig, WindowConfig
 from qa_engine.core.constants import TRITON_MAX_BATCH_SIZE
@@ -55,8 +56,9 @@ class TritonQAClient:
     """
 
     def __init__(self, artifact_dir: str | Path, infer: Infer, max_batch_size: int = TRITON_MAX_BATCH_SIZE):
-        artifact_dir = Path(artifact_dir)
-        manifest = Manifest.read(artifact_dir)
+        artifact = loader.local_artifact(artifact_dir)
+        loader.check_manifest(artifact)
+        manifest = artifact.manifest
         window = WindowConfig(manifest.max_length, manifest.doc_stride)
         settings = EngineSettings(
             window=window,
@@ -64,7 +66,7 @@ class TritonQAClient:
             batch_size=max_batch_size,
             device="triton",
         )
-        tokenizer = WindowTokenizer.from_file(artifact_dir / manifest.tokenizer_file, window)
+        tokenizer = WindowTokenizer.from_file(loader.support_files(artifact, [manifest.tokenizer_file])[manifest.tokenizer_file], window)
         runner = CallRunner(infer, tuple(manifest.input_names), device="triton")
         self.engine = QAEngine(runner, tokenizer, settings)
 

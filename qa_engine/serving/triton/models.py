@@ -138,16 +138,13 @@ class OnnxModel:
     (what TritonQAClient sends): Triton-batched requests of one shape run as one session call."""
 
     def initialize(self, args: dict[str, str]) -> None:
-        """Open the variant named in config.pbtxt's parameters (checksum verified) on the CPU."""
-        from qa_engine.artifacts.manifest import Manifest, sha256_file
-        from qa_engine.runners import sessions
+        """Open the variant named in config.pbtxt's parameters on the CPU, every file checked as the engine does."""
+        from qa_engine.artifacts import loader
 
         p = _parameters(args)
-        variant = Manifest.read(p[ARTIFACT]).variants[p[PRECISION]]
-        path = Path(p[ARTIFACT]) / variant.file
-        if sha256_file(path) != variant.sha256:
-            raise ValueError(f"{path}: checksum does not match the manifest")
-        self.session = sessions.cpu_session(path, int(p[THREADS]) if p.get(THREADS) else None)
+        model = loader.load(loader.local_artifact(p[ARTIFACT]), "cpu", p[PRECISION],
+                            int(p[THREADS]) if p.get(THREADS) else None)
+        self.session = model.session
         self.input_names = [i.name for i in self.session.get_inputs()]
         self.output_names = [o.name for o in self.session.get_outputs()]
 

@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, Callable
 
+from qa_engine.artifacts.loader import pick_variant
 from qa_engine.artifacts.manifest import Manifest
 from qa_engine.core.constants import (
     PRECISIONS,
@@ -168,18 +169,8 @@ def _config(name: str, inputs: list[TensorSpec], outputs: list[TensorSpec], opti
 
 def resolve_precision(artifact: Path, options: ServeOptions) -> str:
     """The variant to serve: the one asked for, else the engine's choice for the provider (int8 on CPU)."""
-    from qa_engine.engine import PREFERRED
-
-    variants = Manifest.read(artifact).variants
-    if options.precision is not None:
-        if options.precision not in variants:
-            raise ValueError(f"precision {options.precision!r} not in the artifact (has: {', '.join(variants)})")
-        return options.precision
     device = "cuda" if options.provider == "cuda" else "cpu"
-    for precision in PREFERRED[device]:
-        if precision in variants:
-            return precision
-    raise ValueError(f"the artifact has no variant for {device} (has: {', '.join(variants)})")
+    return pick_variant(Manifest.read(artifact).variants, device, options.precision)
 
 
 def write_repository(artifact: str | Path, repo: str | Path, options: ServeOptions) -> list[str]:

@@ -178,9 +178,10 @@ def _lay_out_cache(cache: Path, repo: str, files: dict[str, Path], commit: str =
 
 @pytest.fixture()
 def cached_int8(random_artifact: Path, tmp_path: Path) -> Path:
-    """A hub cache holding the random artifact's manifest, tokenizer and int8 file only (what a CPU load downloads)."""
+    """A hub cache holding the random artifact's manifest, tokenizer, model config and int8 file only (what a CPU
+    load downloads)."""
     cache = tmp_path / "hub-cache"
-    names = [MANIFEST_NAME, "tokenizer.json", "model.int8.onnx"]
+    names = [MANIFEST_NAME, "tokenizer.json", "config.json", "model.int8.onnx"]
     _lay_out_cache(cache, REPO, {n: random_artifact / n for n in names})
     return cache
 
@@ -235,7 +236,7 @@ def test_a_hub_manifest_naming_a_file_outside_the_repo_is_refused(random_artifac
     manifest.write(bad)
     cache = tmp_path / "cache"
     _lay_out_cache(cache, REPO, {MANIFEST_NAME: bad / MANIFEST_NAME})
-    with pytest.raises(ValueError, match="a file outside the repo"):
+    with pytest.raises(ValueError, match="field 'tokenizer_file' names '../../../tokenizer.json', a file outside the artifact"):
         QAEngine.from_pretrained(REPO, cache_dir=cache, local_files_only=True)
 
 
@@ -281,9 +282,10 @@ def test_push_then_load_by_repo_id_downloads_only_the_chosen_variant(
     answered = _cli(["answer", "--model", REPO, "--question", QUESTION, "--context", CONTEXT], stand_in.url, cache)
     assert answered.returncode == 0, answered.stderr
     chosen = "model.fp16.onnx" if hub.cuda_runs() else "model.int8.onnx"  # provider auto: what this machine runs
-    assert sorted(stand_in.downloads(REPO)) == sorted([MANIFEST_NAME, "tokenizer.json", chosen])
+    read = [MANIFEST_NAME, "tokenizer.json", "config.json", chosen]  # what the engine reads, no other file
+    assert sorted(stand_in.downloads(REPO)) == sorted(read)
     snapshot = cache / f"models--{REPO.replace('/', '--')}" / "snapshots" / stand_in.heads[REPO]
-    assert sorted(p.name for p in snapshot.iterdir()) == sorted([MANIFEST_NAME, "tokenizer.json", chosen])
+    assert sorted(p.name for p in snapshot.iterdir()) == sorted(read)
     local = QAEngine.from_pretrained(tiny_bert_artifact, precision=chosen.split(".")[1])
     assert json.loads(answered.stdout) == json.loads(json.dumps(local.answer(QUESTION, CONTEXT)))
 
@@ -302,7 +304,8 @@ def test_offline_missing_repo_revision_and_file_are_clear_errors(random_artifact
     missing = _cli(["answer", "--model", "qa-org/absent", *ask], stand_in.url, tmp_path / "cache")
     assert missing.returncode == 2 and "no such repo on the hub" in missing.stderr, missing.stderr
     # a repo whose manifest names a model file it lacks
-    sha = stand_in.commit(REPO, {n: (random_artifact / n).read_bytes() for n in (MANIFEST_NAME, "tokenizer.json")})
+    sha = stand_in.commit(REPO, {n: (random_artifact / n).read_bytes()
+                                 for n in (MANIFEST_NAME, "tokenizer.json", "config.json")})
     lacking = _cli(["answer", "--model", REPO, "--provider", "cpu", *ask], stand_in.url, tmp_path / "cache")
     assert lacking.returncode == 2, lacking.stderr
     assert "model.int8.onnx, named by its manifest, is missing from the repo" in lacking.stderr
@@ -319,7 +322,8 @@ def test_offline_missing_repo_revision_and_file_are_clear_errors(random_artifact
 def test_files_come_from_the_manifests_commit_while_the_repo_changes(random_artifact: Path, stand_in: StandInHub,
                                                                      tmp_path: Path) -> None:
     """A push between the manifest's download and the model's must not mix two commits' files."""
-    first = {n: (random_artifact / n).read_bytes() for n in (MANIFEST_NAME, "tokenizer.json", "model.int8.onnx")}
+    first = {n: (random_artifact / n).read_bytes()
+             for n in (MANIFEST_NAME, "tokenizer.json", "config.json", "model.int8.onnx")}
     stand_in.commit(REPO, first)
     retrained = {"model.int8.onnx": first["model.int8.onnx"] + b"\0", MANIFEST_NAME: first[MANIFEST_NAME] + b"\n"}
 

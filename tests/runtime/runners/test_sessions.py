@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from types import SimpleNamespace
 
 import onnxruntime as ort
 import pytest
@@ -21,6 +22,12 @@ class FakeSession:
 
     def get_providers(self) -> list[str]:
         return self._providers
+
+    def get_inputs(self) -> list[SimpleNamespace]:
+        return [SimpleNamespace(name=n) for n in ("input_ids", "attention_mask", "token_type_ids")]
+
+    def get_outputs(self) -> list[SimpleNamespace]:
+        return [SimpleNamespace(name=n) for n in ("start_logits", "end_logits")]
 
 
 @pytest.fixture
