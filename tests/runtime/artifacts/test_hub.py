@@ -247,6 +247,21 @@ def test_a_corrupt_cached_model_fails_its_checksum(cached_int8: Path) -> None:
         QAEngine.from_pretrained(REPO, provider="cpu", cache_dir=cached_int8, local_files_only=True)
 
 
+@pytest.mark.parametrize("name", ["tokenizer.json", "config.json"])
+def test_a_changed_cached_tokenizer_or_config_fails_its_checksum(cached_int8: Path, name: str) -> None:
+    blob = next(cached_int8.rglob(f"snapshots/*/{name}")).resolve()
+    raw = json.loads(blob.read_text(encoding="utf-8"))
+    if name == "tokenizer.json":
+        vocab = raw["model"]["vocab"]
+        vocab["서"], vocab["울"] = vocab["울"], vocab["서"]
+    else:
+        raw["max_position_embeddings"] = 128
+    blob.write_text(json.dumps(raw, ensure_ascii=False), encoding="utf-8")
+    with pytest.raises(ValueError, match=rf"{name}: checksum does not match the manifest \({MANIFEST_NAME} field "
+                                         rf"'files.{name}'\)"):
+        QAEngine.from_pretrained(REPO, provider="cpu", cache_dir=cached_int8, local_files_only=True)
+
+
 def test_without_huggingface_hub_the_error_says_what_to_install(random_artifact: Path,
                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "huggingface_hub", None)  # import fails as if not installed
@@ -364,11 +379,24 @@ def test_export_refuses_a_bad_repo_id_before_exporting(tiny_bert_checkpoint: Pat
     assert not out.exists()
 
 
+def _break(path: Path) -> None:
+    """Change a file of the artifact, keeping a JSON file valid JSON."""
+    if path.suffix != ".json":
+        path.write_bytes(b"not a model")
+        return
+    raw = json.loads(path.read_text(encoding="utf-8"))
+    raw["max_length" if path.name == MANIFEST_NAME else "version"] = 256
+    path.write_text(json.dumps(raw, ensure_ascii=False), encoding="utf-8")
+
+
+@pytest.mark.parametrize("name", ["model.int8.onnx", "model.fp16.onnx", "tokenizer.json", "config.json", MANIFEST_NAME])
 def test_push_refuses_a_corrupt_artifact_before_uploading(random_artifact: Path, stand_in: StandInHub,
-                                                          tmp_path: Path) -> None:
+                                                          tmp_path: Path, name: str) -> None:
     artifact = tmp_path / "artifact"
     shutil.copytree(random_artifact, artifact)
-    (artifact / "model.int8.onnx").write_bytes(b"not a model")
+    _break(artifact / name)
     pushed = _cli(["push", str(artifact), REPO], stand_in.url, tmp_path / "cache")
-    assert pushed.returncode == 2 and "checksum does not match" in pushed.stderr
+    assert pushed.returncode == 2 and "nothing uploaded" in pushed.stderr, pushed.stderr
+    named = f"{MANIFEST_NAME}: field 'checksum' does not match" if name == MANIFEST_NAME else f"{name}: checksum does not"
+    assert named in pushed.stderr
     assert stand_in.requests == []
