@@ -3,7 +3,7 @@
 Scores follow the Hugging Face question-answering pipeline: a softmax over each window's context
 tokens (and CLS) for start and for end, a span's score is p_start * p_end, spans run
 start <= end < start + max_answer_length, and a question's windows are merged by summing the
-scores of identical (case-insensitive) answer texts.
+scores of identical answer texts (case-insensitive, and in any Unicode normal form).
 """
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
 from qa_engine.core.types import AnswerDict
+from qa_engine.core.unicode import nfc
 
 MASKED_LOGIT = -10000.0
 
@@ -132,9 +133,10 @@ def merge_answers(
         for j in np.flatnonzero(valid[w]):
             s, e = int(char_starts[w, j]), int(char_ends[w, j])
             text = contexts[ex][s:e]
-            hit = bucket.get(text.lower())
+            key = nfc(text).lower()
+            hit = bucket.get(key)
             if hit is None:
-                bucket[text.lower()] = [float(spans.scores[w, j]), s, e, text]
+                bucket[key] = [float(spans.scores[w, j]), s, e, text]
             else:
                 hit[0] += float(spans.scores[w, j])
     for ex, bucket in merged.items():

@@ -3,7 +3,8 @@
 Contexts and questions are tokenized separately (each unique context once) and the windows are
 cut in numpy exactly as the Rust tokenizer's `only_second` truncation with a stride would cut
 them, then framed by the tokenizer's own special-token template. The tokenizer object is never
-reconfigured, so one instance is safe to share between threads.
+reconfigured, so one instance is safe to share between threads. Text is tokenized in NFC (see qa_engine.core.unicode),
+and offsets point into the strings as given.
 """
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ import numpy as np
 from tokenizers import Tokenizer
 
 from qa_engine.core.config import WindowConfig
+from qa_engine.core.unicode import nfc, offset_map
 
 
 @dataclass(frozen=True)
@@ -223,7 +225,7 @@ class WindowTokenizer:
 
     def question_fits(self, questions: Sequence[str]) -> np.ndarray:
         """Per question, whether it is short enough to get windows (`windows` refuses the others)."""
-        encoded = self.tokenizer.encode_batch_fast(list(questions), add_special_tokens=False)
+        encoded = self.tokenizer.encode_batch_fast([nfc(q) for q in questions], add_special_tokens=False)
         limit = self.max_question_tokens()
         return np.fromiter((len(e.ids) <= limit for e in encoded), dtype=bool, count=len(encoded))
 
@@ -240,7 +242,8 @@ class WindowTokenizer:
         unique = {c: i for i, c in enumerate(dict.fromkeys(contexts))}
         ctx = self._contexts(list(unique), cache)
         # questions need no offsets: the fast encoder skips computing them
-        qst = _Flat.of(self.tokenizer.encode_batch_fast(list(questions), add_special_tokens=False), with_offsets=False)
+        qst = _Flat.of(self.tokenizer.encode_batch_fast([nfc(q) for q in questions], add_special_tokens=False),
+                       with_offsets=False)
         limit = self.max_question_tokens()
         too_long = np.flatnonzero(qst.length > limit)
         if len(too_long):
@@ -260,15 +263,25 @@ class WindowTokenizer:
     def _contexts(self, unique: list[str], cache: ContextCache | None) -> _Flat:
         """The unique contexts' tokens end to end, encoding only those the cache does not hold."""
         if cache is None:
-            return _Flat.of(self.tokenizer.encode_batch(unique, add_special_tokens=False), with_offsets=True)
+            return self._encode_contexts(unique)
         parts = {c: part for c in unique if (part := cache.get(c)) is not None}
         missing = [c for c in unique if c not in parts]
         if missing:
-            new = _Flat.of(self.tokenizer.encode_batch(missing, add_special_tokens=False), with_offsets=True)
+            new = self._encode_contexts(missing)
             for context, part in zip(missing, new.parts()):
                 parts[context] = part
                 cache.put(context, part)
         return _Flat.join([parts[c] for c in unique])
+
+    def _encode_contexts(self, contexts: list[str]) -> _Flat:
+        """Contexts encoded in NFC, with offsets into the strings as given (whole characters of them)."""
+        maps = [offset_map(c) for c in contexts]
+        texts = [c if m is None else m.text for c, m in zip(contexts, maps)]
+        flat = _Flat.of(self.tokenizer.encode_batch(texts, add_special_tokens=False), with_offsets=True)
+        for m, first, length in zip(maps, flat.first, flat.length):
+            if m is not None:
+                flat.offsets[first : first + length] = m.apply(flat.offsets[first : first + length])
+        return flat
 
     def _assemble(self, qst: _Flat, ctx: _Flat, pair: np.ndarray, chunk_first: np.ndarray,
                   chunk_len: np.ndarray) -> Windows:

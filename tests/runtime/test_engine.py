@@ -207,7 +207,7 @@ def test_a_single_string_is_not_taken_for_a_list(engine):
 @pytest.mark.parametrize(
     "context, same_tokens_as_seed",
     [
-        (unicodedata.normalize("NFD", "철수는 서울에 삽니다."), False),  # jamo: every word is an unknown token
+        (unicodedata.normalize("NFD", "철수는 서울에 삽니다."), True),  # jamo: tokenized as their NFC syllables
         ("철수는 🏙️서울에 삽니다. 😀", False),
         ("철수는\u200b 서울\u200d에 삽니다.\ufeff", True),  # the normalizer drops what the model never sees
         ("철수는\x00\x07 서울에\r\n삽니다.\x1b", True),

@@ -33,6 +33,7 @@ from qa_engine.core.config import WindowConfig
 from qa_engine.core.spans import best_spans, merge_answers
 from qa_engine.core.windows import WindowTokenizer
 from qa_engine.formats.squad import DataError
+from tests.unicode_forms import in_form
 
 
 @pytest.fixture(scope="module")
@@ -75,6 +76,26 @@ def test_training_labels_map_back_to_the_answer(data_dir):
     width = windows.input_ids.shape[1]
     assert (ds.columns["input_ids"][:, :width] == windows.input_ids).all()
     assert set(ds.columns) == {"input_ids", "attention_mask", "start_positions", "end_positions"}
+
+
+@pytest.mark.parametrize("form", ["NFD", "mixed"])
+def test_training_labels_on_decomposed_korean_are_the_nfc_labels(data_dir, tmp_path, form):
+    """A data file in another Unicode form trains on the NFC file's windows and labels."""
+    rows = [json.loads(line) for line in (data_dir / "train.jsonl").read_text(encoding="utf-8").splitlines()]
+    for row in rows:
+        text, start = row["answers"]["text"][0], row["answers"]["answer_start"][0]
+        before, answer = in_form(row["context"][:start], form), in_form(text, form)
+        row["answers"] = {"text": [answer], "answer_start": [len(before)]}
+        row["context"] = before + answer + in_form(row["context"][start + len(text):], form)
+        row["question"] = in_form(row["question"], form)
+    (tmp_path / "train.jsonl").write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows),
+                                          encoding="utf-8")
+    wt = _windower(data_dir / "tokenizer")
+    names = ("input_ids", "attention_mask")
+    want = training_dataset(load_labelled(data_dir / "train.jsonl", strict=True), wt, names).columns
+    got = training_dataset(load_labelled(tmp_path / "train.jsonl", strict=True), wt, names).columns
+    assert set(got) == set(want) and all((got[k] == want[k]).all() for k in want)
+    assert (want["start_positions"] > 0).all()
 
 
 def test_only_bert_gets_token_type_ids():

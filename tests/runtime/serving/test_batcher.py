@@ -10,6 +10,7 @@ import pytest
 
 from qa_engine import QAEngine
 from qa_engine.serving.batcher import BatcherClosedError, MicroBatcher, QueueFullError
+from tests.unicode_forms import FORMS, assert_nfc_answer, in_form
 
 CONTEXTS = [
     "세종대왕은 조선의 제4대 임금으로 1443년에 훈민정음을 창제하였다. 그는 집현전을 설치하여 학자들을 길렀다.",
@@ -200,3 +201,16 @@ def test_bad_settings_are_refused(engine: QAEngine) -> None:
     for kw in ({"max_batch_size": 0}, {"max_wait_ms": -1}, {"max_queue": 0}, {"workers": 0}):
         with pytest.raises(ValueError):
             MicroBatcher(engine, **kw)
+
+
+@pytest.mark.parametrize("form", FORMS)
+def test_decomposed_korean_in_a_shared_batch_gets_the_nfc_answers(engine: QAEngine, form: str) -> None:
+    """NFC and other-form requests batched together: each gets its own NFC answer, offsets into its own text."""
+    pairs = _pairs(8)
+    asked = [(in_form(q, form), in_form(c, form)) if i % 2 else (q, c) for i, (q, c) in enumerate(pairs)]
+    want = [engine.answer(q, c) for q, c in pairs]
+    with MicroBatcher(engine, max_batch_size=8, max_wait_ms=50) as batcher:
+        futures = [batcher.submit(q, c) for q, c in asked]
+        got = [f.result(60) for f in futures]
+    for g, w, (_, context) in zip(got, want, asked):
+        assert_nfc_answer(g, w, context)

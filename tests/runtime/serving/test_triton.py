@@ -6,8 +6,12 @@ server). Writing the repository is export's job (export.triton); those tests ski
 from __future__ import annotations
 
 import argparse
+import json
 import re
+import sys
+import types
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import onnxruntime as ort
@@ -17,6 +21,8 @@ from qa_engine import QAEngine
 from qa_engine.artifacts.manifest import Manifest, sha256_file
 from qa_engine.serving.triton.client import TritonQAClient, http_infer
 from qa_engine.serving.triton.config import ONNX_TO_TRITON
+from qa_engine.serving.triton.models import EngineModel
+from tests.unicode_forms import FORMS, assert_nfc_answer, in_form
 
 TOKEN = re.compile(r'"[^"]*"|[{}\[\]:,]|[^\s{}\[\]:,"]+')
 
@@ -202,3 +208,55 @@ def test_http_infer_without_tritonclient_says_what_to_install(monkeypatch) -> No
     monkeypatch.setitem(sys.modules, "tritonclient.http", None)
     with pytest.raises(ImportError, match="qa-engine\\[serve\\]"):
         http_infer("localhost:8000", "qa_engine", ["start_logits", "end_logits"])
+
+
+class _Tensor:
+    def __init__(self, name: str, array: np.ndarray):
+        self.name, self.array = name, array
+
+    def as_numpy(self) -> np.ndarray:
+        return self.array
+
+
+class _Response:
+    def __init__(self, output_tensors: list[_Tensor] | None = None, error: Any = None):
+        self.outputs = {t.name: t.array for t in output_tensors or []}
+        self.error = error
+
+
+def _python_backend() -> types.ModuleType:
+    """The parts of Triton's triton_python_backend_utils the engine model uses, over plain dict requests."""
+    pb = types.ModuleType("triton_python_backend_utils")
+    pb.Tensor = _Tensor  # type: ignore[attr-defined]
+    pb.InferenceResponse = _Response  # type: ignore[attr-defined]
+    pb.TritonError = type("TritonError", (), {"INVALID_ARG": 3, "INTERNAL": 13,  # type: ignore[attr-defined]
+                                               "__init__": lambda self, message, code: None})
+    pb.get_input_tensor_by_name = lambda request, name: request.get(name)  # type: ignore[attr-defined]
+    return pb
+
+
+@pytest.mark.parametrize("form", FORMS)
+def test_engine_model_answers_decomposed_korean_as_nfc(random_artifact: Path, engine: QAEngine, monkeypatch,
+                                                       form: str) -> None:
+    monkeypatch.setitem(sys.modules, "triton_python_backend_utils", _python_backend())
+    model = EngineModel()
+    params = {"artifact": str(random_artifact), "precision": "fp32", "provider": "cpu"}
+    model.initialize({"model_config": json.dumps({"parameters": {k: {"string_value": v} for k, v in params.items()}})})
+    asked = [(in_form(q, form), in_form(c, form)) for q, c in zip(QUESTIONS, CONTEXTS)]
+    requests = [{name: _Tensor(name, np.array([[text.encode("utf-8")]], dtype=np.object_))
+                 for name, text in (("question", q), ("context", c))} for q, c in asked]
+    responses = model.execute(requests)
+    for response, want, (_, context) in zip(responses, engine.answer_batch(QUESTIONS, CONTEXTS), asked):
+        assert response.error is None
+        got = {"answer": response.outputs["answer"][0, 0].decode("utf-8"), "score": float(response.outputs["score"][0, 0]),
+               "start": int(response.outputs["start"][0, 0]), "end": int(response.outputs["end"][0, 0])}
+        assert_nfc_answer(got, want, context)
+
+
+@pytest.mark.parametrize("form", FORMS)
+def test_client_answers_decomposed_korean_as_nfc(random_artifact: Path, engine: QAEngine, form: str) -> None:
+    client = TritonQAClient(random_artifact, _local_infer(random_artifact / "model.fp32.onnx", []), max_batch_size=4)
+    contexts = [in_form(c, form) for c in CONTEXTS]
+    got = client.answer_batch([in_form(q, form) for q in QUESTIONS], contexts, top_k=2)
+    for g, w, context in zip(got, engine.answer_batch(QUESTIONS, CONTEXTS, top_k=2), contexts):
+        assert_nfc_answer(g, w, context)
