@@ -7,13 +7,13 @@ import time
 from contextlib import closing, contextmanager
 from dataclasses import fields
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Generator, Iterable, Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Generator, Iterable, Iterator, Mapping, Sequence
 
 import numpy as np
 
 from .artifacts import hub, loader
 from .core.config import DecodeConfig, EngineSettings, WindowConfig
-from .core.inputs import check_texts
+from .core.inputs import check_context_lengths, check_texts
 from .core.overlap import overlapped
 from .core.pipeline import WindowAnswers, model_feed, plan_calls
 from .core.runner import Logits, ModelRunner
@@ -41,7 +41,7 @@ SETTABLE = {f.name for f in fields(EngineSettings)} - {"window", "decode", "prec
 WINDOW_AND_DECODE = {"max_length", "doc_stride", "max_answer_length", "top_k", "handle_impossible_answer"}
 
 
-def _unpack(block: list[Any], first: int) -> tuple[list[str], list[str]]:
+def _unpack(block: list[Any], first: int, max_context_chars: int) -> tuple[list[str], list[str]]:
     """Questions and contexts of a chunk of answer_stream's input; errors name the pair's position in the stream."""
     questions, contexts = [], []
     for i, item in enumerate(block, first):
@@ -58,6 +58,7 @@ def _unpack(block: list[Any], first: int) -> tuple[list[str], list[str]]:
         contexts.append(context)
     check_texts("question", questions, first)
     check_texts("context", contexts, first)
+    check_context_lengths(contexts, max_context_chars, first)
     return questions, contexts
 
 
@@ -165,11 +166,14 @@ class QAEngine:
         max_answer_length: int | None = None,
         handle_impossible_answer: bool | None = None,
         profile: dict[str, float] | None = None,
+        on_progress: Callable[[float], None] | None = None,
     ) -> Iterator[AnswerResult]:
         """Answer (question, context) pairs or {"question", "context"} dicts from any iterable, lazily, in input order.
 
         `chunk_size` questions at a time are read and answered together, so memory stays bounded however long the
-        input is (default: one batch, then doubling up to a few batches, see `chunk_sizes`); the other arguments
+        input is (default: one batch, then doubling up to a few batches, see `chunk_sizes`). `on_progress`, when
+        given, is called after every model call with the questions' worth of windows it answered (a chunk's calls
+        add up to its questions), so a long context shows progress before its chunk is done. The other arguments
         are answer_batch's.
         """
         if isinstance(pairs, (str, Mapping)):
@@ -183,10 +187,10 @@ class QAEngine:
         def blocks() -> Iterator[tuple[int, list[str], list[str]]]:
             items, done = iter(pairs), 0
             while block := list(itertools.islice(items, next(sizes))):
-                yield (done, *_unpack(block, done))
+                yield (done, *_unpack(block, done, self.settings.max_context_chars))
                 done += len(block)
 
-        for answers in self._answers(blocks(), batch_size, decode, profile):
+        for answers in self._answers(blocks(), batch_size, decode, profile, on_progress):
             yield from answers
 
     def answer_batch(
@@ -211,6 +215,7 @@ class QAEngine:
             raise ValueError(f"{len(questions)} questions but {len(contexts)} contexts")
         check_texts("question", questions)
         check_texts("context", contexts)
+        check_context_lengths(contexts, self.settings.max_context_chars)
         decode = self._decode(top_k, max_answer_length, handle_impossible_answer)
         batch_size = batch_size or self.settings.batch_size
 
@@ -227,11 +232,15 @@ class QAEngine:
     def chunk_sizes(self, batch_size: int) -> Iterator[int]:
         """Questions per chunk: one batch, then twice as many each time up to a device-chosen number of batches
         (OVERLAP_CHUNK_BATCHES or SERIAL_CHUNK_BATCHES), so the first model call waits for one batch only."""
-        most = OVERLAP_CHUNK_BATCHES if self.settings.overlaps() else SERIAL_CHUNK_BATCHES
-        batches = 1
+        most = self.full_chunk_size(batch_size)
+        size = batch_size
         while True:
-            yield batches * batch_size
-            batches = min(2 * batches, most)
+            yield size
+            size = min(2 * size, most)
+
+    def full_chunk_size(self, batch_size: int) -> int:
+        """The most questions answered together as one chunk: OVERLAP_CHUNK_BATCHES or SERIAL_CHUNK_BATCHES batches."""
+        return batch_size * (OVERLAP_CHUNK_BATCHES if self.settings.overlaps() else SERIAL_CHUNK_BATCHES)
 
     def _decode(self, top_k: int | None, max_answer_length: int | None,
                 handle_impossible_answer: bool | None) -> DecodeConfig:
@@ -244,7 +253,8 @@ class QAEngine:
         )
 
     def _answers(self, blocks: Iterable[tuple[int, list[str], list[str]]], batch_size: int, decode: DecodeConfig,
-                 profile: dict[str, float] | None) -> Iterator[list[AnswerResult]]:
+                 profile: dict[str, float] | None,
+                 on_progress: Callable[[float], None] | None = None) -> Iterator[list[AnswerResult]]:
         """Each block's answers, in order, as soon as its last model call is decoded. Blocks are (position of the
         first pair, questions, contexts), tokenized with one context cache (a context shared by blocks is encoded
         once); their length-bucketed calls run through one pipeline. Where overlap pays (CUDA), three threads
@@ -285,6 +295,8 @@ class QAEngine:
             for (part, rows, _), (start_logits, end_logits) in overlapped(cuts, prepare, run, overlap, eager=many):
                 with _timed(profile, "decode"):
                     part.add(rows, start_logits, end_logits)
+                    if on_progress is not None:
+                        on_progress(len(part.contexts) * len(rows) / len(part.windows))
                     answers = [_format(a, decode.top_k) for a in part.answers()] if part.calls_left == 0 else None
                 if answers is not None:
                     yield answers

@@ -2,26 +2,22 @@
 from __future__ import annotations
 
 import argparse
-import itertools
 import json
 import logging
+import shlex
 import sys
-import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterable, Iterator, TypeVar
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator
 
-from qa_engine.artifacts.atomic import atomic_open
+from qa_engine.cli.batch_job import BatchJob, Interrupted, Stopped, answered, run, signals_interrupt
+from qa_engine.core.config import MAX_CONTEXT_CHARS
 from qa_engine.core.constants import PRECISIONS, PROVIDERS
-from qa_engine.formats.records import output_record, summary, write_predictions
-from qa_engine.formats.squad import iter_examples
+from qa_engine.core.types import AnswerResult
 
 if TYPE_CHECKING:
-    from tqdm import tqdm
-
     from qa_engine.engine import QAEngine
 
 log = logging.getLogger(__name__)
-T = TypeVar("T")
 
 
 def _add_engine_args(p: argparse.ArgumentParser) -> None:
@@ -34,13 +30,15 @@ def _add_engine_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--top-k", type=int, default=None, help="answers per question (default 1)")
     p.add_argument("--max-answer-length", type=int, default=None, help="tokens (default: the artifact's)")
     p.add_argument("--handle-impossible-answer", action="store_true", default=None)
+    p.add_argument("--max-context-chars", type=int, default=MAX_CONTEXT_CHARS, metavar="N",
+                   help=f"refuse contexts longer than N characters (default {MAX_CONTEXT_CHARS:,})")
 
 
 def _engine(args: argparse.Namespace) -> "QAEngine":
     from qa_engine.engine import QAEngine
 
     return QAEngine.from_pretrained(args.model, provider=args.provider, precision=args.precision,
-                                    revision=args.revision)
+                                    revision=args.revision, max_context_chars=args.max_context_chars)
 
 
 def _options(args: argparse.Namespace) -> dict[str, Any]:
@@ -60,86 +58,87 @@ def _cmd_answer(args: argparse.Namespace) -> int:
     return 0
 
 
-def _progress(total: int | None) -> "tqdm[Any] | None":
-    try:
-        from tqdm import tqdm
-    except ImportError:
-        return None
-    return tqdm(total=total, unit="q", desc="answering", file=sys.stderr, disable=None)
+def _settings(args: argparse.Namespace, **resolved: Any) -> dict[str, Any]:
+    """What shapes a batch job's rows, stored with its partial output so that a resume must match it."""
+    local = Path(args.model).is_dir()
+    return {"model": str(Path(args.model).resolve()) if local else args.model, "revision": args.revision,
+            "batch_size": args.batch_size, **resolved}
 
 
-class _Stopwatch(Iterator[T]):
-    """Iterates `items`, adding up the seconds spent waiting for each next item."""
-
-    def __init__(self, items: Iterable[T]):
-        self.items, self.seconds = iter(items), 0.0
-
-    def __next__(self) -> T:
-        t0 = time.perf_counter()
-        try:
-            return next(self.items)
-        finally:
-            self.seconds += time.perf_counter() - t0
+def _job_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The BatchJob fields the command line sets beyond input, output and settings."""
+    output = Path(args.output)
+    argv = [a for a in getattr(args, "argv", []) if a != "--resume"]
+    return {"on_error": args.on_error, "resume": args.resume, "progress_every_s": args.progress_every,
+            "errors": Path(args.errors) if args.errors else output.with_name(output.stem + ".errors.jsonl"),
+            "predictions": Path(args.predictions_json) if args.predictions_json else None,
+            "resume_command": shlex.join(["qa-engine", *argv, "--resume"])}
 
 
 def _cmd_batch(args: argparse.Namespace) -> int:
-    if args.ray:
-        return _cmd_batch_ray(args)
-    engine = _engine(args)
-    examples, asked = itertools.tee(iter_examples(args.input))  # tee holds what answer_stream has read ahead
-    answers = _Stopwatch(engine.answer_stream(((e.question, e.context) for e in asked),
-                                              batch_size=args.batch_size, **_options(args)))
-    bar = _progress(None)
-    predictions: dict[str, str] = {}
-    expected: dict[str, tuple[str, ...]] = {}  # the inputs' own answers, where they carry any
-    answered = 0
-    with atomic_open(args.output) as out:
-        for ex, res in zip(examples, answers):
-            out.write(json.dumps(output_record(ex.id, ex.question, res), ensure_ascii=False) + "\n")
-            predictions[ex.id] = (res if isinstance(res, dict) else res[0])["answer"]
-            if ex.answer_texts:
-                expected[ex.id] = ex.answer_texts
-            answered += 1
-            if bar is not None:
-                bar.update()
-    if bar is not None:
-        bar.close()
-    if args.predictions_json:
-        write_predictions(args.predictions_json, predictions)
-    done = summary(answered, answers.seconds)
-    log.info("answered %d questions in %.2f s: %.1f questions/s (%s on %s)", answered, answers.seconds,
-             done["questions_per_s"], engine.settings.precision, engine.settings.device)
-    if args.print:
-        _print_answers(predictions, expected, args.print)
+    with signals_interrupt():
+        try:
+            done = _cmd_batch_ray(args) if args.ray else _cmd_batch_local(args)
+        except Stopped as e:
+            print(f"qa-engine batch: {e}", file=sys.stderr)
+            return e.status
+        except Interrupted as e:
+            print(f"qa-engine batch: interrupted by {e} before answering; run the command again", file=sys.stderr)
+            return 128 + e.signum
+    if args.on_error == "skip":
+        log.log(logging.WARNING if done["refused"] else logging.INFO, "%d questions refused, listed in %s",
+                done["refused"], _job_options(args)["errors"])
     print(json.dumps(done))
     return 0
 
 
-def _print_answers(predictions: dict[str, str], expected: dict[str, tuple[str, ...]], limit: int) -> None:
-    """The first `limit` answers, each beside its expected answer when the input has one, then the share right."""
-    for qid, text in itertools.islice(predictions.items(), limit):
-        gold = expected.get(qid)
-        print(f"{qid}\t{text}" if gold is None else
-              f"{qid}\t{text}\t{'right' if text in gold else 'WRONG'} (expected {' | '.join(gold)})")
+def _cmd_batch_local(args: argparse.Namespace) -> dict[str, Any]:
+    engine = _engine(args)
+    chunk = engine.full_chunk_size(args.batch_size)
+    decode = engine.settings.decode
+    options = _options(args)
+    settings = _settings(args, precision=engine.settings.precision, device=engine.settings.device, chunk=chunk,
+                         **{k: getattr(decode, k) if v is None else v for k, v in options.items()})
+    job = BatchJob(Path(args.input), Path(args.output), settings, chunk, engine.settings.max_context_chars,
+                   **_job_options(args))
+
+    def answer(pairs: Iterable[tuple[str, str]], on_progress: Callable[[float], None]) -> Iterator[AnswerResult]:
+        return engine.answer_stream(pairs, batch_size=args.batch_size, chunk_size=chunk, on_progress=on_progress,
+                                    **options)
+
+    done = run(job, answer)
+    log.info("answered %d questions in %.2f s: %.1f questions/s (%s on %s)", done["questions"], done["seconds"],
+             done["questions_per_s"], engine.settings.precision, engine.settings.device)
+    if args.print:
+        _print_answers(answered(job), args.print)
+    return done
+
+
+def _print_answers(rows: Iterable[tuple[str, str, tuple[str, ...]]], limit: int) -> None:
+    """The first `limit` answers, each beside its expected answer when the input has one, then the share right of
+    all the questions with an expected answer (counted as the rows go by: nothing is held per question)."""
+    right = expected = 0
+    for i, (qid, text, gold) in enumerate(rows):
+        if i < limit:
+            print(f"{qid}\t{text}" if not gold else
+                  f"{qid}\t{text}\t{'right' if text in gold else 'WRONG'} (expected {' | '.join(gold)})")
+        if gold:
+            expected += 1
+            right += text in gold
     if expected:
-        right = sum(predictions[qid] in gold for qid, gold in expected.items())
-        share = 100 * right / len(expected)
-        print(f"right: {right} of {len(expected)} questions with an expected answer ({share:.0f}%)")
+        print(f"right: {right} of {expected} questions with an expected answer ({100 * right / expected:.0f}%)")
 
 
-def _cmd_batch_ray(args: argparse.Namespace) -> int:
+def _cmd_batch_ray(args: argparse.Namespace) -> dict[str, Any]:
     if args.print:
         raise ValueError("--print is not available with --ray; read the output file")
     from qa_engine.serving.ray_batch import answer_dataset_ray
 
-    summary = answer_dataset_ray(
+    return answer_dataset_ray(
         args.model, args.input, args.output, num_workers=args.num_workers, provider=args.provider,
         precision=args.precision, revision=args.revision, model_batch_size=args.batch_size,
-        predictions_path=args.predictions_json,
-        **_options(args),
+        max_context_chars=args.max_context_chars, job_options=_job_options(args), **_options(args),
     )
-    print(json.dumps(summary))
-    return 0
 
 
 def _add_answer(sub: argparse._SubParsersAction) -> None:
@@ -155,7 +154,17 @@ def _add_batch(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("batch", help="answer a JSON Lines or SQuAD JSON file of questions")
     _add_engine_args(p)
     p.add_argument("--input", required=True, help="JSON Lines (id, question, context) or SQuAD-format JSON")
-    p.add_argument("--output", required=True, help="JSON Lines of answers, written atomically")
+    p.add_argument("--output", required=True,
+                   help="JSON Lines of answers (Parquet for a .parquet name with --ray); until the job is done its "
+                        "answers so far are in OUTPUT.partial, which --resume continues")
+    p.add_argument("--resume", action="store_true",
+                   help="continue the interrupted run that left OUTPUT.partial (same input and settings)")
+    p.add_argument("--on-error", choices=("stop", "skip"), default="stop",
+                   help="a bad record stops the job (answers so far kept, resumable), or is skipped and listed")
+    p.add_argument("--errors", metavar="PATH",
+                   help="where --on-error skip lists refused records (default: OUTPUT's name + .errors.jsonl)")
+    p.add_argument("--progress-every", type=float, default=30.0, metavar="SECONDS",
+                   help="a progress line this often when stderr is not a terminal (default 30)")
     p.add_argument("--predictions-json", help="also write {id: answer} for `qa-engine evaluate`")
     p.add_argument("--batch-size", type=int, default=32, help="windows per model call")
     p.add_argument("--print", type=int, default=0, metavar="N", help="print the first N answers")

@@ -49,6 +49,9 @@ class DecodeConfig:
 # On CPU a model call of about four full windows runs faster per window than bigger ones (activations stay
 # in cache; measured +7-10% at batch 32 on the mBERT shape, benchmarks/results/); CUDA wants whole batches.
 CPU_WINDOWS_PER_CALL = 4
+# The longest context the engine accepts, in characters: far above any article-sized passage (KorQuAD's longest
+# is under 10,000), and low enough that a stray file-sized context is refused instead of running for many minutes.
+MAX_CONTEXT_CHARS = 1_000_000
 
 
 @dataclass(frozen=True)
@@ -62,6 +65,11 @@ class EngineSettings:
     precision: str = "fp32"
     device: str = "cpu"
     overlap: bool | None = None  # host work beside the model run (None: on CUDA only, see `overlaps`)
+    max_context_chars: int = MAX_CONTEXT_CHARS  # longer contexts are refused with a ValueError naming this setting
+
+    def __post_init__(self) -> None:
+        if self.max_context_chars < 1:
+            raise ValueError(f"max_context_chars must be >= 1, got {self.max_context_chars}")
 
     def budget(self, batch_size: int) -> int:
         """Padded tokens per model call: the setting, else 4 full windows on CPU and the whole batch on CUDA."""

@@ -17,3 +17,11 @@ def check_texts(name: str, values: Iterable[object], first: int = 0) -> None:
     """check_text on each value, named `name` and its position counted from `first` ('question 3')."""
     for i, value in enumerate(values, first):
         check_text(value, f"{name} {i}")
+
+
+def check_context_lengths(contexts: Iterable[str], limit: int, first: int = 0) -> None:
+    """ValueError naming the first context longer than `limit` characters and the setting that sets the limit."""
+    for i, context in enumerate(contexts, first):
+        if len(context) > limit:
+            raise ValueError(f"context {i} has {len(context):,} characters, more than max_context_chars={limit:,} "
+                             "(EngineSettings.max_context_chars, --max-context-chars)")

@@ -1,11 +1,12 @@
 """Reading SQuAD-format QA data (nested SQuAD v1.1 JSON, JSON Lines, or a hub dataset) into checked examples."""
 from __future__ import annotations
 
+import functools
 import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterable, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Sequence
 
 from qa_engine.core.inputs import check_text
 
@@ -99,15 +100,24 @@ def _iter_squad_json(path: Path) -> Iterator[tuple[dict, str]]:
                 )
 
 
-def _iter_jsonl(path: Path) -> Iterator[tuple[dict, str]]:
+def _jsonl_lines(path: Path) -> Iterator[tuple[int, str]]:
+    """(line number, text) of each line that holds something."""
     with open(path, encoding="utf-8") as f:
         for n, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                yield json.loads(line), f"{path}:{n}"
-            except json.JSONDecodeError as e:
-                raise DataError(f"{path}:{n}: malformed JSON line ({e})") from e
+            if line.strip():
+                yield n, line
+
+
+def _parse_line(path: Path, n: int, line: str) -> Any:
+    try:
+        return json.loads(line)
+    except json.JSONDecodeError as e:
+        raise DataError(f"{path}:{n}: malformed JSON line ({e})") from e
+
+
+def _iter_jsonl(path: Path) -> Iterator[tuple[dict, str]]:
+    for n, line in _jsonl_lines(path):
+        yield _parse_line(path, n, line), f"{path}:{n}"
 
 
 def iter_records(path: str | Path) -> Iterator[tuple[dict, str]]:
@@ -124,6 +134,50 @@ def iter_examples(path: str | Path) -> Iterator[Example]:
     """Validated examples from a local file, answers left as given (for prediction inputs)."""
     for record, where in iter_records(path):
         yield make_example(record, where)
+
+
+@dataclass(frozen=True)
+class Refused:
+    """A question record that cannot be used: its number (the line in JSON Lines, the question's position in SQuAD
+    JSON), its id when it has one, and why."""
+
+    number: int
+    id: str | None
+    reason: str
+
+
+def _example_or_refusal(number: int, where: str, parse: Callable[[], Any]) -> Example | Refused:
+    record = None
+    try:
+        record = parse()
+        return make_example(record, where)
+    except DataError as e:
+        qid = record.get("id") if isinstance(record, dict) else None
+        return Refused(number, None if qid is None else str(qid), str(e))
+
+
+def iter_parsed(path: str | Path) -> Iterator[tuple[int, Example | Refused]]:
+    """(number, example) per question record in file order, a `Refused` in place of each record that cannot be
+    used, so a reader may skip bad records and go on; a file that is not JSON Lines or SQuAD JSON raises DataError."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"data file not found: {path}")
+    if path.suffix in (".jsonl", ".ndjson"):
+        for n, line in _jsonl_lines(path):
+            yield n, _example_or_refusal(n, f"{path}:{n}", functools.partial(_parse_line, path, n, line))
+    else:
+        for n, (record, where) in enumerate(_iter_squad_json(path), 1):
+            yield n, _example_or_refusal(n, where, lambda: record)
+
+
+def count_questions(path: str | Path) -> int:
+    """How many question records a file holds, bad ones included: its non-blank lines for JSON Lines (not
+    parsed), its qas for SQuAD JSON."""
+    path = Path(path)
+    if path.suffix in (".jsonl", ".ndjson"):
+        with open(path, "rb") as f:
+            return sum(1 for line in f if line.strip())
+    return sum(1 for _ in _iter_squad_json(path))
 
 
 def _hub_records(dataset_id: str, split: str) -> Iterator[tuple[dict, str]]:
