@@ -121,10 +121,15 @@ with writer as out:
 """
 
 
+def _default_sigint() -> None:
+    """A job started in the background (CI under nohup or `&`) inherits SIGINT ignored; the child must see it."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _start_writer(kind: str, target: Path, handler: str = "default") -> subprocess.Popen:
     """A child process half-way through an atomic write of `target`, blocked until told to finish."""
     child = subprocess.Popen([sys.executable, "-c", CHILD, kind, str(target), handler], stdin=subprocess.PIPE,
-                             stdout=subprocess.PIPE, text=True)
+                             stdout=subprocess.PIPE, text=True, preexec_fn=_default_sigint)
     assert child.stdout is not None and child.stdout.readline() == "writing\n"
     return child
 
@@ -145,7 +150,7 @@ def test_terminated_writer_removes_its_temp_and_keeps_the_old_target(tmp_path: P
     child = _start_writer(kind, target)
     assert len(_temps(tmp_path)) == 1
     child.send_signal(sig)
-    assert child.wait() != 0
+    assert child.wait(timeout=60) != 0
     assert _temps(tmp_path) == []
     assert (target / "model.onnx" if kind == "dir" else target).read_bytes() in (b"old model", b"old")
 

@@ -412,7 +412,7 @@ def test_serve_triton_command_serves_until_signalled(random_artifact: Path, tmp_
                "--exit-timeout-secs", "5"]
     with open(tmp_path / "stderr.log", "wb") as stderr:
         process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=stderr, env=env, start_new_session=True,
-                                   text=True)
+                                   text=True, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         line = process.stdout.readline()  # the command's one line of output, once every model is ready
         if not line:
