@@ -9,13 +9,13 @@ from collections import deque
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol, Sequence
 
 from qa_engine.core.inputs import check_text
 from qa_engine.core.types import AnswerResult
+from qa_engine.serving.retry import BatchTimeoutError, RunnerError, answer_each, call_with_timeout
 
-if TYPE_CHECKING:
-    from qa_engine.engine import QAEngine
+__all__ = ["BatchTimeoutError", "BatcherClosedError", "MicroBatcher", "QueueFullError", "RunnerError"]
 
 log = logging.getLogger(__name__)
 
@@ -25,7 +25,13 @@ class QueueFullError(RuntimeError):
 
 
 class BatcherClosedError(RuntimeError):
-    """The batcher was closed and takes no new requests."""
+    """The batcher was closed and takes no new requests (or closed with this request still queued)."""
+
+
+class BatchAnswerer(Protocol):
+    """What the batcher drives: QAEngine, or anything answering a batch as it does."""
+
+    def answer_batch(self, questions: Sequence[str], contexts: Sequence[str], **options: Any) -> list[AnswerResult]: ...
 
 
 @dataclass
@@ -45,15 +51,22 @@ class MicroBatcher:
     Several workers run batches side by side; on CPU, `workers` = cores with an engine of
     intra_op_threads=1 keeps every core busy.
     `answer_options` (top_k, max_answer_length, handle_impossible_answer) apply to every request.
+
+    Every request gets an answer or an error, whatever the model raises: a failing batch is answered again one
+    request at a time, so an error reaches only its own caller; a runner raising a BaseException that is not an
+    Exception (KeyboardInterrupt, SystemExit) gives its batch a RunnerError and closes the batcher, every queued
+    request getting BatcherClosedError. `batch_timeout_s` (default: none) bounds each model call: a batch that
+    runs longer gets BatchTimeoutError and is abandoned, and the batcher goes on with the next one.
     """
 
     def __init__(
         self,
-        engine: "QAEngine",
+        engine: BatchAnswerer,
         max_batch_size: int = 32,
         max_wait_ms: float = 2.0,
         max_queue: int = 1024,
         workers: int = 1,
+        batch_timeout_s: float | None = None,
         **answer_options: Any,
     ):
         if max_batch_size < 1:
@@ -64,7 +77,10 @@ class MicroBatcher:
             raise ValueError(f"max_queue must be >= 1, got {max_queue}")
         if workers < 1:
             raise ValueError(f"workers must be >= 1, got {workers}")
+        if batch_timeout_s is not None and not batch_timeout_s > 0:
+            raise ValueError(f"batch_timeout_s must be > 0 or None, got {batch_timeout_s}")
         self.engine = engine
+        self.batch_timeout_s = batch_timeout_s
         self.max_batch_size = max_batch_size
         self.max_wait = max_wait_ms / 1000.0
         self.max_queue = max_queue
@@ -74,6 +90,7 @@ class MicroBatcher:
         self._queue: deque[_Request] = deque()
         self._cond = threading.Condition()
         self._closed = False
+        self._closed_why = ""
         self._workers = [
             threading.Thread(target=self._run, name=f"qa-engine-batcher-{i}", daemon=True) for i in range(workers)
         ]
@@ -87,7 +104,7 @@ class MicroBatcher:
         request = _Request(question, context)
         with self._cond:
             if self._closed:
-                raise BatcherClosedError("the batcher is closed")
+                raise BatcherClosedError(f"the batcher is closed{self._closed_why}")
             if len(self._queue) >= self.max_queue:
                 raise QueueFullError(f"{self.max_queue} requests already waiting; retry later")
             self._queue.append(request)
@@ -146,21 +163,41 @@ class MicroBatcher:
                 self._answer(live)
 
     def _answer(self, batch: list[_Request]) -> None:
-        """Run one batch; if it fails, run its requests one by one so an error reaches only its own caller."""
+        """Run one batch; every request gets its answer or its error, whatever the runner raises."""
         try:
-            results = self.engine.answer_batch(
-                [r.question for r in batch], [r.context for r in batch], **self.answer_options
-            )
-        except Exception as e:  # noqa: BLE001 - any failure is handed to the callers, never kills the worker
-            if len(batch) == 1:
-                batch[0].future.set_exception(e)
-                return
-            log.debug("batch of %d failed (%s); answering its requests one by one", len(batch), e)
+            outcomes = answer_each(batch, self._run_batch)
+        except BaseException as e:  # noqa: BLE001 - not an Exception: the batcher closes, nobody waits forever
+            error = RunnerError.wrapping(e, "; the batcher is closed")
+            log.error("%s", error)
             for r in batch:
-                self._answer([r])
+                r.future.set_exception(error)
+            self._close_now(f" ({error})")
             return
+        for r, outcome in zip(batch, outcomes):
+            if isinstance(outcome, Exception):
+                r.future.set_exception(outcome)
+            else:
+                r.future.set_result(outcome)
+
+    def _run_batch(self, batch: list[_Request]) -> list[AnswerResult]:
+        """One answer_batch call for these requests (bounded by the batch timeout, where set)."""
+        results = call_with_timeout(
+            lambda: self.engine.answer_batch([r.question for r in batch], [r.context for r in batch],
+                                             **self.answer_options),
+            self.batch_timeout_s, f"a batch of {len(batch)} questions",
+        )
         with self._cond:
             self.batches += 1
             self.answered += len(batch)
-        for r, result in zip(batch, results):
-            r.future.set_result(result)
+        return results
+
+    def _close_now(self, why: str) -> None:
+        """Close without answering what is queued: each queued request gets BatcherClosedError saying why."""
+        with self._cond:
+            self._closed, self._closed_why = True, why
+            queued = list(self._queue)
+            self._queue.clear()
+            self._cond.notify_all()
+        for r in queued:
+            if r.future.set_running_or_notify_cancel():
+                r.future.set_exception(BatcherClosedError(f"the batcher closed before this request ran{why}"))

@@ -8,19 +8,20 @@ from __future__ import annotations
 
 import json
 import logging
-from typing import Any, Callable, Sequence, TypeVar, cast
+from typing import Any, Callable, Sequence, cast
 
 import numpy as np
 
 from qa_engine.core.inputs import check_text
 from qa_engine.core.types import AnswerDict
+from qa_engine.serving.retry import RunnerError, answer_each, call_with_timeout
 
 log = logging.getLogger(__name__)
 
 # config.pbtxt parameters of the models (all strings), written by qa_engine.serving.triton.server
-ARTIFACT, PRECISION, PROVIDER, THREADS, MODEL_BATCH, MAX_ANSWER, IMPOSSIBLE = (
+ARTIFACT, PRECISION, PROVIDER, THREADS, MODEL_BATCH, MAX_ANSWER, IMPOSSIBLE, BATCH_TIMEOUT = (
     "artifact", "precision", "provider", "intra_op_threads", "model_batch_size", "max_answer_length",
-    "handle_impossible_answer",
+    "handle_impossible_answer", "batch_timeout_s",
 )
 
 
@@ -43,18 +44,22 @@ def _error(message: str, invalid: bool = True) -> Any:
                                                      pb.TritonError.INTERNAL))
 
 
-T = TypeVar("T")
+def _responses(outcomes: list[Any]) -> list[Any]:
+    """Each outcome of `answer_each` as a response: a ValueError is the request's fault (INVALID_ARG), any other
+    error the server's (INTERNAL)."""
+    return [_error(str(o) if isinstance(o, ValueError) else f"{type(o).__name__}: {o}", isinstance(o, ValueError))
+            if isinstance(o, Exception) else o for o in outcomes]
 
 
-def _answer_each(requests: Sequence[T], run: Callable[[list[T]], list[Any]]) -> list[Any]:
-    """`run` over all requests at once; if it fails, over each request alone, so only a faulty one gets the error."""
+def _answer_all(items: Sequence[Any], run: Callable[[list[Any]], list[Any]]) -> list[Any]:
+    """One response per item, whatever `run` raises: a failed batch is run again item by item, and a BaseException
+    that is not an Exception (KeyboardInterrupt, SystemExit) becomes every item's INTERNAL error."""
     try:
-        return run(list(requests))
-    except Exception as e:  # noqa: BLE001 - handed back to the callers as Triton errors, never kills the model
-        if len(requests) == 1:
-            return [_error(str(e) if isinstance(e, ValueError) else f"{type(e).__name__}: {e}", isinstance(e, ValueError))]
-        log.debug("batch of %d requests failed (%s); answering them one by one", len(requests), e)
-        return [_answer_each([r], run)[0] for r in requests]
+        outcomes: list[Any] = answer_each(items, run)
+    except BaseException as e:  # noqa: BLE001 - Triton must get a response for every request
+        log.error("the model runner raised %s on a batch of %d requests", type(e).__name__, len(items))
+        outcomes = [RunnerError.wrapping(e)] * len(items)
+    return _responses(outcomes)
 
 
 def _texts(request: Any, name: str) -> list[str]:
@@ -96,6 +101,7 @@ class EngineModel:
         if p.get(MAX_ANSWER):
             overrides["max_answer_length"] = int(p[MAX_ANSWER])
         overrides["handle_impossible_answer"] = p.get(IMPOSSIBLE) == "true"
+        self.batch_timeout_s = float(p[BATCH_TIMEOUT]) if p.get(BATCH_TIMEOUT) else None
         self.engine = QAEngine.from_pretrained(
             p[ARTIFACT], provider=p.get(PROVIDER, "cpu"), precision=p.get(PRECISION) or None,
             intra_op_threads=int(p[THREADS]) if p.get(THREADS) else None, **overrides,
@@ -110,15 +116,16 @@ class EngineModel:
                 jobs.append((i, *_questions_and_contexts(request)))
             except ValueError as e:
                 responses[i] = _error(str(e))
-        for (i, _, _), response in zip(jobs, _answer_each(jobs, self._answer)):
+        for (i, _, _), response in zip(jobs, _answer_all(jobs, self._answer)):
             responses[i] = response
         return responses
 
     def _answer(self, jobs: list[tuple[int, list[str], list[str]]]) -> list[Any]:
         """One engine call for every row of these requests; each request's rows back in its own response."""
         pb = _pb()
-        answers = self.engine.answer_batch([q for _, qs, _ in jobs for q in qs], [c for _, _, cs in jobs for c in cs],
-                                           top_k=1)
+        questions, contexts = [q for _, qs, _ in jobs for q in qs], [c for _, _, cs in jobs for c in cs]
+        answers = call_with_timeout(lambda: self.engine.answer_batch(questions, contexts, top_k=1),
+                                    self.batch_timeout_s, f"a batch of {len(questions)} questions")
         responses, lo = [], 0
         for _, questions, _ in jobs:
             mine = cast(list[AnswerDict], answers[lo : lo + len(questions)])
@@ -155,7 +162,7 @@ class OnnxModel:
             groups.setdefault(shape, []).append(request)
         responses = {}
         for group in groups.values():
-            for request, response in zip(group, _answer_each(group, self._run)):
+            for request, response in zip(group, _answer_all(group, self._run)):
                 responses[id(request)] = response
         return [responses[id(r)] for r in requests]
 

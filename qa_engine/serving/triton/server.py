@@ -75,11 +75,14 @@ class ServeOptions:
     model_batch_size: int | None = None  # windows per engine model call (None: the engine's default)
     max_answer_length: int | None = None
     handle_impossible_answer: bool = False
+    batch_timeout_s: float | None = None  # the engine model's bound on one batch (None: none)
 
     def __post_init__(self) -> None:
         for name in ("max_batch_size", "instances"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.batch_timeout_s is not None and not self.batch_timeout_s > 0:
+            raise ValueError(f"batch_timeout_s must be > 0, got {self.batch_timeout_s}")
         if self.max_queue_delay_us < 0:
             raise ValueError(f"max_queue_delay_us must be >= 0, got {self.max_queue_delay_us}")
         if self.provider not in ("cpu", "cuda", "auto"):
@@ -180,7 +183,8 @@ def write_repository(artifact: str | Path, repo: str | Path, options: ServeOptio
     parameters = {tm.ARTIFACT: str(artifact), tm.PRECISION: precision, tm.PROVIDER: options.provider,
                   tm.THREADS: str(options.intra_op_threads or ""), tm.MODEL_BATCH: str(options.model_batch_size or ""),
                   tm.MAX_ANSWER: str(options.max_answer_length or ""),
-                  tm.IMPOSSIBLE: "true" if options.handle_impossible_answer else "false"}
+                  tm.IMPOSSIBLE: "true" if options.handle_impossible_answer else "false",
+                  tm.BATCH_TIMEOUT: str(options.batch_timeout_s or "")}
     configs = {ENGINE_MODEL: _config(ENGINE_MODEL, ENGINE_INPUTS, ENGINE_OUTPUTS, options, parameters)}
     if options.raw_onnx:
         inputs, outputs = tensor_specs(artifact / Manifest.read(artifact).variants[precision].file)
@@ -349,7 +353,7 @@ def options_from_args(args: argparse.Namespace) -> ServeOptions:
         precision=args.precision, provider=args.provider, raw_onnx=args.raw_onnx, max_batch_size=args.max_batch_size,
         max_queue_delay_us=args.max_queue_delay_us, instances=args.instances, intra_op_threads=args.intra_op_threads,
         model_batch_size=args.model_batch_size, max_answer_length=args.max_answer_length,
-        handle_impossible_answer=args.handle_impossible_answer,
+        handle_impossible_answer=args.handle_impossible_answer, batch_timeout_s=args.batch_timeout_s,
     )
 
 
@@ -410,6 +414,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--model-batch-size", type=int, default=None, help="windows per engine model call")
     p.add_argument("--max-answer-length", type=int, default=None, help="tokens (default: the artifact's)")
     p.add_argument("--handle-impossible-answer", action="store_true")
+    p.add_argument("--batch-timeout-s", type=float, default=None,
+                   help="fail a batch the model has not answered within this many seconds (default: no limit)")
     p.add_argument("--workspace", default=None, help="folder for the model repository (default: a temp folder)")
     p.add_argument("--tritonserver", default=None, help="a tritonserver binary (default: nvidia-pytriton's)")
     p.add_argument("--backend-directory", default=None, help="its backend folder, holding python/")
