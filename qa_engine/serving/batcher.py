@@ -9,7 +9,7 @@ from collections import deque
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
-from typing import Any, Protocol, Sequence
+from typing import Any, Callable, Protocol
 
 from qa_engine.core.inputs import check_text
 from qa_engine.core.types import AnswerResult
@@ -29,9 +29,10 @@ class BatcherClosedError(RuntimeError):
 
 
 class BatchAnswerer(Protocol):
-    """What the batcher drives: QAEngine, or anything answering a batch as it does."""
+    """What the batcher drives: QAEngine, or anything with its answer_batch(questions, contexts, **options)."""
 
-    def answer_batch(self, questions: Sequence[str], contexts: Sequence[str], **options: Any) -> list[AnswerResult]: ...
+    @property
+    def answer_batch(self) -> Callable[..., list[AnswerResult]]: ...
 
 
 @dataclass

@@ -75,6 +75,9 @@ def test_artifact_has_every_precision_with_matching_checksums(tiny_bert_artifact
     for name in pipeline.TOKENIZER_FILES:  # transformers 5 writes no special_tokens_map.json: copied where present
         assert (tiny_bert_artifact / name).is_file() == (tiny_bert_checkpoint / name).is_file(), name
     assert (tiny_bert_artifact / "tokenizer.json").is_file() and (tiny_bert_artifact / "config.json").is_file()
+    copied = [name for name in pipeline.TOKENIZER_FILES if (tiny_bert_artifact / name).is_file()]
+    assert manifest.files == {name: sha256_file(tiny_bert_artifact / name) for name in copied}
+    assert manifest.checksums_every_file and manifest.checksum == manifest.content_sha256()
     assert not (tiny_bert_artifact / pipeline.WORK).exists()
     assert manifest.model_type == "qa-engine-relbert"
     assert manifest.input_names == ["input_ids", "attention_mask", "token_type_ids"]

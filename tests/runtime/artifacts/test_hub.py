@@ -20,7 +20,7 @@ import pytest
 pytest.importorskip("huggingface_hub")
 
 from qa_engine import QAEngine  # noqa: E402
-from qa_engine.artifacts import hub, model_card
+from qa_engine.artifacts import hub, loader, model_card
 from qa_engine.artifacts.manifest import MANIFEST_NAME, Manifest  # noqa: E402
 
 QUESTION, CONTEXT = "철수는 어디에 삽니까?", "철수는 서울에 삽니다."
@@ -296,7 +296,7 @@ def test_push_then_load_by_repo_id_downloads_only_the_chosen_variant(
     cache = tmp_path / "cache"
     answered = _cli(["answer", "--model", REPO, "--question", QUESTION, "--context", CONTEXT], stand_in.url, cache)
     assert answered.returncode == 0, answered.stderr
-    chosen = "model.fp16.onnx" if hub.cuda_runs() else "model.int8.onnx"  # provider auto: what this machine runs
+    chosen = "model.fp16.onnx" if loader.cuda_runs() else "model.int8.onnx"  # provider auto: what this machine runs
     read = [MANIFEST_NAME, "tokenizer.json", "config.json", chosen]  # what the engine reads, no other file
     assert sorted(stand_in.downloads(REPO)) == sorted(read)
     snapshot = cache / f"models--{REPO.replace('/', '--')}" / "snapshots" / stand_in.heads[REPO]
