@@ -172,7 +172,7 @@ class MicroBatcher:
             log.error("%s", error)
             for r in batch:
                 r.future.set_exception(error)
-            self._close_now(f" ({error})")
+            self._close_now(f" after the model runner raised {type(e).__name__}")
             return
         for r, outcome in zip(batch, outcomes):
             if isinstance(outcome, Exception):
@@ -201,4 +201,4 @@ class MicroBatcher:
             self._cond.notify_all()
         for r in queued:
             if r.future.set_running_or_notify_cancel():
-                r.future.set_exception(BatcherClosedError(f"the batcher closed before this request ran{why}"))
+                r.future.set_exception(BatcherClosedError(f"the batcher closed before this request ran,{why}"))
