@@ -114,8 +114,8 @@ def answer_dataset_ray(
              "max_context_chars": max_context_chars, "options": {"batch_size": model_batch_size, **answer_options}}
     settings = {**{k: actor[k] for k in ("model", "revision", "provider", "precision")},
                 "options": actor["options"], "ray_batch": batch_size}
-    job = BatchJob(Path(input_path), Path(output_path), settings, batch_size, max_context_chars,
-                   predictions=Path(predictions_path) if predictions_path else None, **(job_options or {}))
+    options = {"predictions": Path(predictions_path) if predictions_path else None, **(job_options or {})}
+    job = BatchJob(Path(input_path), Path(output_path), settings, batch_size, max_context_chars, **options)
     started = not ray.is_initialized()
     if started:
         ray.init(include_dashboard=False, logging_level=logging.WARNING)
