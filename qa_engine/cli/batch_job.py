@@ -44,14 +44,38 @@ class Stopped(Exception):
         self.status = status
 
 
-def _interrupt(signum: int, _frame: object) -> None:
-    raise Interrupted(signum)
+class _Signals:
+    """SIGINT and SIGTERM as `Interrupted` in the main thread, held back while a commit is written (a handler runs
+    in the main thread whichever thread the signal reached, so a flag, not a signal mask, is what holds it)."""
+
+    def __init__(self) -> None:
+        self.holding, self.pending = False, 0
+
+    def handle(self, signum: int, _frame: object) -> None:
+        if self.holding:
+            self.pending = signum
+            return
+        raise Interrupted(signum)
+
+    @contextlib.contextmanager
+    def held(self) -> Iterator[None]:
+        self.holding = True
+        try:
+            yield
+        finally:
+            self.holding = False
+        if self.pending:
+            signum, self.pending = self.pending, 0
+            raise Interrupted(signum)
+
+
+_SIGNALS = _Signals()
 
 
 @contextlib.contextmanager
 def signals_interrupt() -> Iterator[None]:
-    """SIGINT and SIGTERM raise `Interrupted` (a commit in progress finishes first, see Journal.commit)."""
-    previous = {sig: signal.signal(sig, _interrupt) for sig in (signal.SIGINT, signal.SIGTERM)}
+    """SIGINT and SIGTERM raise `Interrupted`, after the commit in progress if any."""
+    previous = {sig: signal.signal(sig, _SIGNALS.handle) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         yield
     finally:
@@ -172,7 +196,8 @@ class _Writer:
         if self.done.records == self.journal.committed.records:
             return
         self.done.sha256 = self.digest.hexdigest()
-        self.journal.commit(self.lines, self.done)
+        with _SIGNALS.held():
+            self.journal.commit(self.lines, self.done)
         self.done, self.lines, self.in_chunk = replace(self.journal.committed), [], 0
         self.progress.reach(self.done.records)
 

@@ -169,13 +169,14 @@ class _Flat:
 
 class ContextCache:
     """Encoded contexts (ids and offsets) kept between `windows` calls, least recently used dropped past
-    `max_tokens`: the chunks of one answer_batch or answer_stream call then encode each context once. It keeps
-    copies, not views into a chunk's arrays, so its memory is its own token count (16 bytes a token).
+    `max_tokens` or `max_entries`: the chunks of one answer_batch or answer_stream call then encode each context
+    once. It keeps copies, not views into a chunk's arrays, so its memory is its own token count (16 bytes a token)
+    plus its entries' keys and bookkeeping (about 1 KB each for short contexts), which `max_entries` bounds.
 
     Not thread-safe: one call's chunks are tokenized one after another."""
 
-    def __init__(self, max_tokens: int = 1 << 21):
-        self.max_tokens = max_tokens
+    def __init__(self, max_tokens: int = 1 << 21, max_entries: int = 4096):
+        self.max_tokens, self.max_entries = max_tokens, max_entries
         self.tokens = 0
         self._parts: OrderedDict[str, tuple[np.ndarray, np.ndarray]] = OrderedDict()
 
@@ -193,7 +194,7 @@ class ContextCache:
             return
         self._parts[context] = (part[0].copy(), part[1].copy())
         self.tokens += len(part[0])
-        while self.tokens > self.max_tokens and self._parts:
+        while (self.tokens > self.max_tokens or len(self._parts) > self.max_entries) and self._parts:
             _, (ids, _) = self._parts.popitem(last=False)
             self.tokens -= len(ids)
 

@@ -4,9 +4,9 @@ the records so far and hashing them. A kill loses at most the chunk not yet comm
 last marker covers and cuts the rest (a torn last line included), and the finished job copies the rows out."""
 from __future__ import annotations
 
+import contextlib
 import json
 import os
-import signal
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
@@ -17,7 +17,6 @@ HEADER = "qa_engine_batch"
 FORMAT = 1
 COMMIT = "commit"
 REFUSED = "refused"
-SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
 class ResumeError(ValueError):
@@ -123,28 +122,26 @@ class Journal:
                     yield line
 
     def commit(self, lines: list[str], done: Committed) -> None:
-        """Append `lines` and a marker for `done` in one write, then fsync; SIGINT and SIGTERM wait until it is on
-        disk. A failed write (a full disk) is cut back to the last commit before its OSError is raised."""
+        """Append `lines` and a marker for `done` in one write, then fsync. A failed write (a full disk) is cut back
+        to the last commit before its OSError is raised."""
         marker = {COMMIT: {"records": done.records, "answers": done.answers, "refused": done.refused,
                            "sha256": done.sha256}}
         data = "".join([*lines, json.dumps(marker) + "\n"]).encode("utf-8")
-        previous = signal.pthread_sigmask(signal.SIG_BLOCK, SIGNALS)
+        self._append(data)
+        done.offset = self.committed.offset + len(data)
+        self.committed = done
+
+    def _append(self, data: bytes) -> None:
         try:
             view = memoryview(data)
             while view:
                 view = view[os.write(self._fd, view):]
             os.fsync(self._fd)
         except OSError:
-            try:
+            with contextlib.suppress(OSError):  # a resume cuts a torn tail anyway
                 os.ftruncate(self._fd, self.committed.offset)
                 os.lseek(self._fd, self.committed.offset, os.SEEK_SET)
-            except OSError:
-                pass  # a resume cuts the torn tail anyway
             raise
-        finally:
-            signal.pthread_sigmask(signal.SIG_SETMASK, previous)
-        done.offset = self.committed.offset + len(data)
-        self.committed = done
 
     def close(self) -> None:
         if self._fd >= 0:

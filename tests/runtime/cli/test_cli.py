@@ -36,6 +36,7 @@ def test_answer_prints_the_engines_answer(random_artifact: Path, engine: QAEngin
     ((), "give --context or --context-file"),
     (("--context", "  "), "context 0 is empty"),
     (("--context-file", "/nonexistent/context.txt"), "No such file"),
+    (("--context", CONTEXT, "--max-context-chars", "10"), "more than max_context_chars=10 (EngineSettings"),
 ])
 def test_bad_answer_input_exits_2_naming_the_problem(random_artifact: Path, capsys: pytest.CaptureFixture[str],
                                                      extra: tuple[str, ...], message: str) -> None:

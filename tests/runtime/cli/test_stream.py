@@ -110,3 +110,28 @@ def test_batch_command_streams_a_file_in_input_order(random_artifact: Path, engi
     assert [r["id"] for r in rows] == [f"q{i}" for i in range(len(pairs))]
     assert [(r["answer"], r["start"], r["end"]) for r in rows] == [(w["answer"], w["start"], w["end"]) for w in want]
     assert all("top_k" not in r for r in rows)
+
+
+def test_a_long_context_reports_progress_for_each_model_call(engine: QAEngine) -> None:
+    question, context = SEEDS[0]
+    shares: list[float] = []
+    stream = engine.answer_stream([(question, context + " 그리고 날씨가 맑았습니다." * 200), SEEDS[1]],
+                                  batch_size=2, on_progress=shares.append)
+    next(stream)
+    assert len(shares) > 5 and sum(shares) == pytest.approx(2.0)  # the chunk's calls add up to its questions
+    assert all(0 < s < 1 for s in shares)
+
+
+def test_contexts_over_max_context_chars_are_refused_naming_the_setting(random_artifact: Path,
+                                                                        engine: QAEngine) -> None:
+    limited = QAEngine.from_pretrained(random_artifact, provider="cpu", precision="fp32", max_context_chars=20)
+    assert limited.settings.max_context_chars == 20 and engine.settings.max_context_chars == 1_000_000
+    question, context = SEEDS[0]
+    long = context + "." * 20  # 32 characters
+    assert limited.answer(question, context) == engine.answer(question, context)
+    with pytest.raises(ValueError, match=r"context 0 has 32 characters, more than max_context_chars=20"):
+        limited.answer(question, long)
+    with pytest.raises(ValueError, match=r"context 1 has 32 characters, more than max_context_chars=20"):
+        list(limited.answer_stream([SEEDS[1], (question, long)]))
+    with pytest.raises(ValueError, match="max_context_chars must be >= 1"):
+        QAEngine.from_pretrained(random_artifact, provider="cpu", max_context_chars=0)

@@ -182,6 +182,14 @@ def test_context_cache_drops_the_least_recently_used_context_first():
     assert kept[0].tolist() == [0, 1, 2]  # ... is kept as a copy, so the chunk's arrays can be freed
 
 
+def test_context_cache_keeps_at_most_max_entries_contexts_however_short():
+    cache = ContextCache(max_tokens=1000, max_entries=3)
+    for name in "abcde":  # a long job of short contexts: the entry count, not the tokens, bounds the memory
+        cache.put(name, (np.zeros(1, dtype=np.int64), np.zeros((1, 2), dtype=np.int32)))
+    assert (len(cache), cache.tokens) == (3, 3)
+    assert cache.get("b") is None and cache.get("c") is not None and cache.get("e") is not None
+
+
 @settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(
     texts=st.lists(st.sampled_from(CORPUS), min_size=1, max_size=12),

@@ -98,3 +98,31 @@ def test_killed_actor_is_restarted_and_nothing_is_lost(local_ray, random_artifac
     assert not marker.exists() and marker.with_name("crash-once.claimed").exists()  # one actor did die mid-run
     assert summary["questions"] == len(reference)
     _same(pq.read_table(out).to_pylist(), reference)
+
+
+def test_an_interrupted_ray_job_resumes_to_the_uninterrupted_bytes(local_ray, random_artifact: Path, questions: Path,
+                                                                    tmp_path: Path, monkeypatch) -> None:
+    from qa_engine.cli.batch_job import Interrupted, Stopped
+    from qa_engine.formats.journal import Journal, partial_path
+
+    def job(out: Path, **options) -> dict:
+        return ray_batch.answer_dataset_ray(random_artifact, questions, out, num_workers=2, batch_size=6,
+                                            precision="fp32", job_options=options)
+
+    whole, out = tmp_path / "whole.jsonl", tmp_path / "answers.jsonl"
+    job(whole)
+    real, commits = Journal.commit, []
+
+    def commit(self, lines, done):
+        commits.append(done.answers)
+        if len(commits) > 3:
+            raise Interrupted(15)
+        real(self, lines, done)
+
+    with monkeypatch.context() as m:
+        m.setattr(Journal, "commit", commit)
+        with pytest.raises(Stopped, match="18 answers of 48 questions are kept"):
+            job(out, resume_command="qa-engine batch ... --resume")
+    assert commits[:3] == [6, 12, 18] and partial_path(out).exists()  # committed a Ray batch at a time
+    assert job(out, resume=True)["resumed_from"] == 18
+    assert out.read_bytes() == whole.read_bytes() and not partial_path(out).exists()
