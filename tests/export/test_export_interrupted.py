@@ -19,6 +19,7 @@ pytest.importorskip("onnxscript")
 from qa_engine.benchmarks.parity_export import tiny_checkpoint  # noqa: E402
 
 pytestmark = pytest.mark.slow  # exports a model (tens of seconds on 2 cores per phase reached)
+WAIT = 600  # a guard against a child that never ends, far beyond an export's unwinding; never measured
 
 # the export's phases, as (module of qa_engine.export, function) the child holds before it runs
 PHASES = [("onnx_export", "export_onnx"), ("fusion", "fuse"), ("quantize", "quantize_int8"),
@@ -52,10 +53,16 @@ def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tiny_checkpoint("bert", tmp_path_factory.mktemp("checkpoint") / "bert")
 
 
+def _default_sigint() -> None:
+    """A job started in the background (CI under nohup or `&`) inherits SIGINT ignored; the child must see it."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _held_export(checkpoint: Path, out: Path, phase: tuple[str, str]) -> subprocess.Popen:
     """A child exporting into `out`, held at the start of `phase`."""
     child = subprocess.Popen([sys.executable, "-c", CHILD, *phase, str(checkpoint), str(out)],
-                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                             preexec_fn=_default_sigint)
     assert child.stdout is not None
     line = child.stdout.readline()
     assert line == "held\n", f"{line!r}; {child.communicate()[1][-3000:]}"
@@ -82,7 +89,7 @@ def test_an_export_stopped_at_any_phase_removes_its_temp_folder(checkpoint: Path
     child = _held_export(checkpoint, previous, phase)
     assert len(_temps(previous.parent)) == 1
     child.send_signal(sig)
-    child.communicate()
+    child.communicate(timeout=WAIT)
     assert child.returncode != 0
     assert _temps(previous.parent) == []
     assert json.loads((previous / "qa_engine.json").read_text(encoding="utf-8")) == {"previous": True}
@@ -93,14 +100,14 @@ def test_the_next_export_removes_what_a_killed_export_left_and_says_so(checkpoin
                                                                        phase: tuple[str, str]) -> None:
     killed = _held_export(checkpoint, previous, phase)
     killed.kill()
-    killed.communicate()
+    killed.communicate(timeout=WAIT)
     left = _temps(previous.parent)
     assert len(left) == 1 and any((previous.parent / left[0]).iterdir())  # SIGKILL cannot be caught
     following = _held_export(checkpoint, previous, PHASES[0])
     now = _temps(previous.parent)
     assert len(now) == 1 and now != left  # the killed export's folder is gone; this export's own is there
     following.terminate()
-    _, stderr = following.communicate()
+    _, stderr = following.communicate(timeout=WAIT)
     assert f"removed {previous.parent / left[0]}, left by an interrupted write of artifact" in stderr
     assert _temps(previous.parent) == []
     assert json.loads((previous / "qa_engine.json").read_text(encoding="utf-8")) == {"previous": True}
