@@ -8,7 +8,6 @@ them itself. Files and folders get the modes a plain open() / mkdir would give t
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import glob
 import logging
 import os
@@ -19,6 +18,11 @@ import stat
 import threading
 from pathlib import Path
 from typing import IO, Iterator
+
+try:
+    import fcntl
+except ImportError:  # Windows: no flock, so no temp can be told stale and none is removed
+    fcntl = None  # type: ignore[assignment]
 
 log = logging.getLogger(__name__)
 
@@ -32,11 +36,14 @@ def _temp_path(target: Path) -> Path:
 
 def _lock(fd: int) -> None:
     """Mark a temp as in use for as long as `fd` is open (the kernel drops the lock when its process dies)."""
-    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    if fcntl is not None:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
 
 
 def _in_use(path: Path) -> bool:
-    """Whether a live writer holds `path` (a temp file or folder) locked."""
+    """Whether a live writer holds `path` (a temp file or folder) locked (always, where locks do not exist)."""
+    if fcntl is None:
+        return True
     try:
         fd = os.open(path, os.O_RDONLY)
     except OSError:
@@ -105,7 +112,7 @@ def _new_temp_file(path: Path, binary: bool) -> tuple[int, Path]:
     try:
         _lock(fd)
         with contextlib.suppress(FileNotFoundError):
-            os.fchmod(fd, stat.S_IMODE(os.stat(path).st_mode))
+            os.chmod(tmp, stat.S_IMODE(os.stat(path).st_mode))
     except BaseException:
         os.close(fd)
         tmp.unlink(missing_ok=True)
@@ -137,8 +144,9 @@ def atomic_write_text(path: str | Path, text: str) -> None:
         f.write(text)
 
 
-def _new_temp_dir(target: Path) -> tuple[int, Path]:
-    """A new locked temp folder beside `target`, mode as mkdir gives (0777 less the umask); returns (lock fd, path)."""
+def _new_temp_dir(target: Path) -> tuple[int | None, Path]:
+    """A new locked temp folder beside `target`, mode as mkdir gives (0777 less the umask); returns (lock fd, path),
+    the fd None where locks do not exist."""
     while True:
         tmp = _temp_path(target)
         try:
@@ -146,6 +154,8 @@ def _new_temp_dir(target: Path) -> tuple[int, Path]:
             break
         except FileExistsError:
             continue
+    if fcntl is None:
+        return None, tmp
     try:
         fd = os.open(tmp, os.O_RDONLY)
         _lock(fd)
@@ -181,4 +191,5 @@ def atomic_dir(target: str | Path, force: bool = False) -> Iterator[Path]:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
         finally:
-            os.close(fd)
+            if fd is not None:
+                os.close(fd)
