@@ -14,6 +14,9 @@ def _cmd_train(args: argparse.Namespace) -> int:
     from qa_engine.train import stack
 
     stack.check("train")
+    from .threads import share_cores
+
+    share_cores()
     from .trainer import train
 
     given = {k: v for k, v in vars(args).items() if k not in ("command", "func", "verbose", "argv") and v is not None}
@@ -26,6 +29,9 @@ def _cmd_train_tiny(args: argparse.Namespace) -> int:
     from qa_engine.train import stack
 
     stack.check("train-tiny")
+    from .threads import share_cores
+
+    share_cores()
     from .tiny import build_tiny_model
 
     print(build_tiny_model(Path(args.output), family=args.family, seed=args.seed, quick=args.quick))

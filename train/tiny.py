@@ -9,16 +9,14 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import torch
-
 from .config import TrainConfig
 from .synthetic import DISTRACTORS, Mix, generate, write_jsonl
+from .threads import share_cores
 from .tokenizer import char_wordpiece, save_tokenizer_dir
 from .trainer import train
 
@@ -66,7 +64,7 @@ def build_tiny_model(out_dir: Path, family: str = "bert", seed: int = 0, quick: 
     if _finished(out_dir, name):
         log.info("reusing %s (%s)", out_dir, name)
         return out_dir
-    torch.set_num_threads(max(1, len(os.sched_getaffinity(0))))
+    share_cores()
     start = time.time()
     with tempfile.TemporaryDirectory(prefix="qa-engine-tiny-") as tmp:
         work = Path(tmp)
