@@ -82,9 +82,41 @@ def test_doctor_cpu_probe_runs():
 
 def test_doctor_names_a_cpu_only_build(monkeypatch):
     monkeypatch.setattr(ort, "get_available_providers", lambda: [sessions.CPU])
-    cuda = doctor.diagnose()[1]
+    cuda = doctor.diagnose(nvidia=True)[1]
     assert not cuda.installed and not cuda.works
     assert cuda.fix == doctor.FIX_GPU_BUILD
+
+
+@pytest.mark.parametrize("providers", [[sessions.CPU], [sessions.CUDA, sessions.CPU]])
+def test_doctor_recommends_cuda_only_where_an_nvidia_device_is(monkeypatch, capsys, providers):
+    from qa_engine.cli.main import main
+
+    monkeypatch.setattr(ort, "get_available_providers", lambda: providers)
+    monkeypatch.setattr(doctor, "nvidia_device_present", lambda: False)
+    cuda = doctor.diagnose()[1]
+    assert (cuda.works, cuda.fix, cuda.error) == (False, "", doctor.NO_DEVICE)
+    assert main(["doctor"]) == 0
+    out = capsys.readouterr().out
+    assert "qa-engine[cuda]" not in out and "FAILED" not in out and doctor.NO_DEVICE in out
+
+
+def test_doctor_probes_a_qa_model_with_its_own_dtypes(random_artifact, capsys):
+    from qa_engine.cli.main import main
+
+    for precision in ("fp32", "int8"):
+        cpu = doctor.diagnose(random_artifact / f"model.{precision}.onnx", nvidia=False)[0]
+        assert (cpu.works, cpu.error) == (True, "")
+        assert main(["doctor", "--onnx", str(random_artifact / f"model.{precision}.onnx")]) == 0
+    assert "FAILED" not in capsys.readouterr().out
+
+
+def test_doctor_exits_1_when_a_probe_fails(tmp_path, capsys):
+    from qa_engine.cli.main import main
+
+    broken = tmp_path / "broken.onnx"
+    broken.write_bytes(b"not an onnx model")
+    assert main(["doctor", "--onnx", str(broken)]) == 1
+    assert "FAILED" in capsys.readouterr().out
 
 
 def test_doctor_reports_onnxruntimes_own_load_error(monkeypatch):
@@ -102,7 +134,7 @@ def test_doctor_reports_onnxruntimes_own_load_error(monkeypatch):
     monkeypatch.setattr(ort, "get_available_providers", lambda: [sessions.CUDA, sessions.CPU])
     monkeypatch.setattr(ort, "InferenceSession", falls_back)
     monkeypatch.setattr(sessions, "preload_cuda_libraries", lambda: None)
-    cuda = doctor.diagnose()[1]
+    cuda = doctor.diagnose(nvidia=True)[1]
     assert cuda.installed and not cuda.works
     assert cuda.error.startswith("Failed to load library libonnxruntime_providers_cuda.so with error: libcublasLt.so.13")
     assert cuda.fix == doctor.FIX_CUDA_LIBS
