@@ -7,6 +7,8 @@ import shlex
 import sys
 from pathlib import Path
 
+from qa_engine.cli.numbers import non_negative_int, positive_int
+
 log = logging.getLogger(__name__)
 
 QUICK = {"questions": 32, "latency_questions": 8, "batch_sizes": "1,8,32", "repeats": 1, "gemm_size": 2048}
@@ -103,31 +105,31 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--accuracy-model", help="trained checkpoint for the agreement and EM/F1 figures when --model is "
                                             "not given (default: the tiny offline model, trained once into --workdir)")
     p.add_argument("--out", required=True, help="folder for report.md, report.json and plots")
-    p.add_argument("--questions", type=int,
+    p.add_argument("--questions", type=positive_int,
                    help=f"questions per batch size (default {FULL['questions']}; cuda {CUDA_FULL['questions']})")
-    p.add_argument("--latency-questions", type=int,
+    p.add_argument("--latency-questions", type=positive_int,
                    help=f"questions timed one by one at batch 1 (default {FULL['latency_questions']}; "
                         f"cuda {CUDA_FULL['latency_questions']})")
     p.add_argument("--batch-sizes", type=_sizes,
                    help=f"comma-separated (default {FULL['batch_sizes']}; cuda {CUDA_FULL['batch_sizes']})")
-    p.add_argument("--target-batch", type=int,
+    p.add_argument("--target-batch", type=positive_int,
                    help=f"batch size the targets are judged at (default 32; cuda {CUDA_FULL['target_batch']})")
-    p.add_argument("--accuracy-questions", type=int,
+    p.add_argument("--accuracy-questions", type=positive_int,
                    help=f"answer agreement and EM/F1 on the first N questions (default: all; "
                         f"cuda {CUDA_FULL['accuracy_questions']})")
-    p.add_argument("--clients", type=int, default=64, help="concurrent clients of the cuda micro-batcher run")
-    p.add_argument("--repeats", type=int,
+    p.add_argument("--clients", type=positive_int, default=64, help="concurrent clients of the cuda micro-batcher run")
+    p.add_argument("--repeats", type=positive_int,
                    help=f"repetitions, order alternating (default {FULL['repeats']}; cuda {CUDA_FULL['repeats']})")
     p.add_argument("--full-repeats", action="store_true",
                    help="repeat every batch size (default: repetitions after the first re-measure the target batch)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the question subset and the random weights")
+    p.add_argument("--seed", type=non_negative_int, default=0, help="seed of the question subset and the random weights")
     p.add_argument("--systems", help="comma-separated subset of: hf-fp32, hf-bf16, optimum-fp32, optimum-int8, "
                                      "engine-fp32, engine-int8; with --device cuda: hf-cuda-fp16, hf-cuda-fp32, "
                                      "optimum-cuda-fp32, engine-cuda-fp16, engine-cuda-fp32")
     p.add_argument("--workdir", default="benchmarks/.work", help="cache for built and exported models")
     p.add_argument("--optimum-per-tensor", action="store_true",
                    help="Optimum int8 with per-tensor weights (default: per-channel, the avx512_vnni default)")
-    p.add_argument("--gemm-size", type=int, help="matrix size of the peak measurement (default 4096; cuda 8192)")
+    p.add_argument("--gemm-size", type=positive_int, help="matrix size of the peak measurement (default 4096; cuda 8192)")
     p.add_argument("--resume", action="store_true",
                    help="reuse the finished jobs of an interrupted run with the same settings")
     p.add_argument("--quick", action="store_true",

@@ -4,6 +4,8 @@ from __future__ import annotations
 import argparse
 from typing import TYPE_CHECKING
 
+from qa_engine.cli.numbers import non_negative_float, positive_int
+
 from .triton import add_triton_args, run_triton
 from .validate import ATOL, CALIBRATION_QUESTIONS, RTOL
 
@@ -79,7 +81,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--output", required=True, help="artifact folder to write")
     p.add_argument("--precision", default="all",
                    help="fp32, int8, fp16, a comma-separated list, or all (default: all)")
-    p.add_argument("--opset", type=int, default=None, help="ONNX opset (default 18; at least 14, 18 with dynamo)")
+    p.add_argument("--opset", type=positive_int, default=None, help="ONNX opset (default 18; at least 14, 18 with dynamo)")
     p.add_argument("--exporter", choices=["auto", "torchscript", "dynamo"], default="auto",
                    help="torch.onnx exporter: torchscript (deprecated by torch, fuses as before), dynamo "
                         "(torch.export; fused with onnxscript's onnxruntime fusions), or auto: torchscript while "
@@ -87,14 +89,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--force", action="store_true", help="replace an existing artifact folder")
     p.add_argument("--data", default=None,
                    help="SQuAD JSON / JSON Lines for validation (default: a held-out synthetic set)")
-    p.add_argument("--max-validation", type=int, default=500, help="validation questions at most (default 500)")
-    p.add_argument("--calibration-questions", type=int, default=CALIBRATION_QUESTIONS,
+    p.add_argument("--max-validation", type=positive_int, default=500, help="validation questions at most (default 500)")
+    p.add_argument("--calibration-questions", type=positive_int, default=CALIBRATION_QUESTIONS,
                    help="int8: questions whose windows set the static activation scales, taken from --data past "
                         f"the validation questions (default {CALIBRATION_QUESTIONS})")
-    p.add_argument("--atol", type=float, default=ATOL,
+    p.add_argument("--atol", type=non_negative_float, default=ATOL,
                    help="fp32 gate: max |Δ logits| allowed beyond rtol's share, unfused export vs PyTorch and "
                         f"fused vs unfused graph (default {ATOL:g})")
-    p.add_argument("--rtol", type=float, default=RTOL,
+    p.add_argument("--rtol", type=non_negative_float, default=RTOL,
                    help="fp32 gate: max |Δ logits| allowed per unit of the largest |logit| "
                         f"(default {RTOL:g}; measured rounding stays within 2e-4, see export/VALIDATION.md)")
     p.add_argument("--push-to-hub", metavar="REPO_ID", default=None,

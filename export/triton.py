@@ -9,6 +9,7 @@ from pathlib import Path
 
 from qa_engine.artifacts.atomic import atomic_dir
 from qa_engine.artifacts import loader
+from qa_engine.cli.numbers import non_negative_int, positive_int
 from qa_engine.core.constants import (
     PRECISIONS,
     TRITON_MAX_BATCH_SIZE,
@@ -86,9 +87,9 @@ def add_triton_args(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--triton-precision", default="fp32", choices=PRECISIONS,
                    help="variant served by Triton (default fp32)")
     g.add_argument("--triton-instance-kind", default="cpu", choices=["cpu", "gpu"])
-    g.add_argument("--triton-instances", type=int, default=1, help="model instances (instance_group count)")
-    g.add_argument("--triton-max-batch-size", type=int, default=TRITON_MAX_BATCH_SIZE)
-    g.add_argument("--triton-max-queue-delay-us", type=int, default=TRITON_MAX_QUEUE_DELAY_US,
+    g.add_argument("--triton-instances", type=positive_int, default=1, help="model instances (instance_group count)")
+    g.add_argument("--triton-max-batch-size", type=positive_int, default=TRITON_MAX_BATCH_SIZE)
+    g.add_argument("--triton-max-queue-delay-us", type=non_negative_int, default=TRITON_MAX_QUEUE_DELAY_US,
                    help="dynamic batching: longest wait for a fuller batch, in microseconds")
 
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from qa_engine.cli.numbers import float_range, non_negative_float, non_negative_int, positive_float, positive_int
+
 from .config import DEFAULT_DATASET, DEFAULT_MODEL, TrainConfig
 
 # argparse dest -> TrainConfig field, for the flags whose names differ
@@ -55,16 +57,16 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--eval-data", help="evaluated each epoch to pick the best model (default: the hub "
                                        "dataset's validation split; none for a local --dataset)")
     p.add_argument("--test-data", help="scored once with the final model")
-    p.add_argument("--epochs", type=float, help=f"default {d.epochs}")
-    p.add_argument("--lr", type=float, help=f"peak learning rate (default {d.lr})")
-    p.add_argument("--batch-size", type=int, help=f"per device (default {d.batch_size})")
-    p.add_argument("--grad-accum", type=int, help=f"gradient accumulation steps (default {d.grad_accum})")
-    p.add_argument("--warmup-ratio", type=float, help=f"default {d.warmup_ratio}")
-    p.add_argument("--weight-decay", type=float, help=f"default {d.weight_decay}")
-    p.add_argument("--seed", type=int, help=f"default {d.seed}")
-    p.add_argument("--max-length", type=int, help=f"window length in tokens (default {d.max_length})")
-    p.add_argument("--doc-stride", type=int, help=f"overlap of consecutive windows (default {d.doc_stride})")
-    p.add_argument("--max-answer-length", type=int, help=f"in tokens, for evaluation (default {d.max_answer_length})")
+    p.add_argument("--epochs", type=positive_float, help=f"default {d.epochs}")
+    p.add_argument("--lr", type=positive_float, help=f"peak learning rate (default {d.lr})")
+    p.add_argument("--batch-size", type=positive_int, help=f"per device (default {d.batch_size})")
+    p.add_argument("--grad-accum", type=positive_int, help=f"gradient accumulation steps (default {d.grad_accum})")
+    p.add_argument("--warmup-ratio", type=float_range(0.0, 1.0, high_open=True), help=f"default {d.warmup_ratio}")
+    p.add_argument("--weight-decay", type=non_negative_float, help=f"default {d.weight_decay}")
+    p.add_argument("--seed", type=non_negative_int, help=f"default {d.seed}")
+    p.add_argument("--max-length", type=positive_int, help=f"window length in tokens (default {d.max_length})")
+    p.add_argument("--doc-stride", type=non_negative_int, help=f"overlap of consecutive windows (default {d.doc_stride})")
+    p.add_argument("--max-answer-length", type=positive_int, help=f"in tokens, for evaluation (default {d.max_answer_length})")
     mp = p.add_mutually_exclusive_group()
     mp.add_argument("--bf16", dest="mixed_precision", action="store_const", const="bf16",
                     help="bf16 mixed precision (default: bf16 on GPUs that have it, else fp16; fp32 on CPU)")
@@ -86,7 +88,7 @@ def _add_train_tiny(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--output", required=True, help="model folder to write (reused when already built)")
     p.add_argument("--family", choices=["bert", "distilbert"], default="bert",
                    help="bert (relative-position attention: the one that learns the task in minutes) or distilbert")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=non_negative_int, default=0)
     p.add_argument("--quick", action="store_true", help="train only a few seconds (an untrained-quality model)")
     p.set_defaults(func=_cmd_train_tiny)
 

@@ -166,7 +166,7 @@ def _add_batch(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--progress-every", type=float, default=30.0, metavar="SECONDS",
                    help="a progress line this often when stderr is not a terminal (default 30)")
     p.add_argument("--predictions-json", help="also write {id: answer} for `qa-engine evaluate`")
-    p.add_argument("--batch-size", type=int, default=32, help="windows per model call")
+    p.add_argument("--batch-size", type=positive_int, default=32, help="windows per model call")
     p.add_argument("--print", type=int, default=0, metavar="N", help="print the first N answers")
     p.add_argument("--ray", action="store_true",
                    help="answer on a pool of Ray actors (RAY_ADDRESS or a local cluster); needs qa-engine[serve]")

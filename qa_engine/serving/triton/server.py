@@ -32,6 +32,7 @@ from typing import IO, Any, Callable
 
 from qa_engine.artifacts.loader import pick_variant
 from qa_engine.artifacts.manifest import Manifest
+from qa_engine.cli.numbers import int_range, non_negative_int, port, positive_float, positive_int
 from qa_engine.core.constants import (
     PRECISIONS,
     TRITON_MAX_BATCH_SIZE,
@@ -403,23 +404,23 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--provider", default="cpu", choices=["cpu", "cuda", "auto"], help="the engine's provider")
     p.add_argument("--raw-onnx", action="store_true", help="also serve the raw ONNX model as 'qa_engine'")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (0.0.0.0 for every interface)")
-    p.add_argument("--http-port", type=int, default=8000)
-    p.add_argument("--grpc-port", type=int, default=8001)
-    p.add_argument("--metrics-port", type=int, default=8002, help="Prometheus metrics port; 0 turns metrics off")
-    p.add_argument("--max-batch-size", type=int, default=TRITON_MAX_BATCH_SIZE, help="question rows per Triton batch")
-    p.add_argument("--max-queue-delay-us", type=int, default=TRITON_MAX_QUEUE_DELAY_US,
+    p.add_argument("--http-port", type=port, default=8000)
+    p.add_argument("--grpc-port", type=port, default=8001)
+    p.add_argument("--metrics-port", type=int_range(0, 65535), default=8002, help="Prometheus metrics port; 0 turns metrics off")
+    p.add_argument("--max-batch-size", type=positive_int, default=TRITON_MAX_BATCH_SIZE, help="question rows per Triton batch")
+    p.add_argument("--max-queue-delay-us", type=non_negative_int, default=TRITON_MAX_QUEUE_DELAY_US,
                    help="dynamic batching: longest wait for a fuller batch, in microseconds")
-    p.add_argument("--instances", type=int, default=1, help="model instances, one engine (stub process) each")
-    p.add_argument("--intra-op-threads", type=int, default=None, help="onnxruntime threads per instance")
-    p.add_argument("--model-batch-size", type=int, default=None, help="windows per engine model call")
-    p.add_argument("--max-answer-length", type=int, default=None, help="tokens (default: the artifact's)")
+    p.add_argument("--instances", type=positive_int, default=1, help="model instances, one engine (stub process) each")
+    p.add_argument("--intra-op-threads", type=positive_int, default=None, help="onnxruntime threads per instance")
+    p.add_argument("--model-batch-size", type=positive_int, default=None, help="windows per engine model call")
+    p.add_argument("--max-answer-length", type=positive_int, default=None, help="tokens (default: the artifact's)")
     p.add_argument("--handle-impossible-answer", action="store_true")
-    p.add_argument("--batch-timeout-s", type=float, default=None,
+    p.add_argument("--batch-timeout-s", type=positive_float, default=None,
                    help="fail a batch the model has not answered within this many seconds (default: no limit)")
     p.add_argument("--workspace", default=None, help="folder for the model repository (default: a temp folder)")
     p.add_argument("--tritonserver", default=None, help="a tritonserver binary (default: nvidia-pytriton's)")
     p.add_argument("--backend-directory", default=None, help="its backend folder, holding python/")
-    p.add_argument("--exit-timeout-secs", type=int, default=30, help="how long in-flight requests may take at stop")
-    p.add_argument("--startup-timeout", type=float, default=120.0, help="seconds to wait for the models to load")
+    p.add_argument("--exit-timeout-secs", type=non_negative_int, default=30, help="how long in-flight requests may take at stop")
+    p.add_argument("--startup-timeout", type=positive_float, default=120.0, help="seconds to wait for the models to load")
     p.set_defaults(func=_cmd_serve)
 
