@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator
 
 from qa_engine.cli.batch_job import BatchJob, Interrupted, Stopped, answered, run, signals_interrupt
+from qa_engine.cli.numbers import non_negative_int, positive_float, positive_int
 from qa_engine.core.config import MAX_CONTEXT_CHARS
 from qa_engine.core.constants import PRECISIONS, PROVIDERS
 from qa_engine.core.types import AnswerResult
@@ -27,10 +28,10 @@ def _add_engine_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--provider", default="auto", choices=PROVIDERS)
     p.add_argument("--precision", default=None, choices=PRECISIONS,
                    help="model variant (default: int8 on CPU, fp16 on CUDA, else fp32)")
-    p.add_argument("--top-k", type=int, default=None, help="answers per question (default 1)")
-    p.add_argument("--max-answer-length", type=int, default=None, help="tokens (default: the artifact's)")
+    p.add_argument("--top-k", type=positive_int, default=None, help="answers per question (default 1)")
+    p.add_argument("--max-answer-length", type=positive_int, default=None, help="tokens (default: the artifact's)")
     p.add_argument("--handle-impossible-answer", action="store_true", default=None)
-    p.add_argument("--max-context-chars", type=int, default=MAX_CONTEXT_CHARS, metavar="N",
+    p.add_argument("--max-context-chars", type=positive_int, default=MAX_CONTEXT_CHARS, metavar="N",
                    help=f"refuse contexts longer than N characters (default {MAX_CONTEXT_CHARS:,})")
 
 
@@ -163,14 +164,14 @@ def _add_batch(sub: argparse._SubParsersAction) -> None:
                    help="a bad record stops the job (answers so far kept, resumable), or is skipped and listed")
     p.add_argument("--errors", metavar="PATH",
                    help="where --on-error skip lists refused records (default: OUTPUT's name + .errors.jsonl)")
-    p.add_argument("--progress-every", type=float, default=30.0, metavar="SECONDS",
+    p.add_argument("--progress-every", type=positive_float, default=30.0, metavar="SECONDS",
                    help="a progress line this often when stderr is not a terminal (default 30)")
     p.add_argument("--predictions-json", help="also write {id: answer} for `qa-engine evaluate`")
     p.add_argument("--batch-size", type=positive_int, default=32, help="windows per model call")
-    p.add_argument("--print", type=int, default=0, metavar="N", help="print the first N answers")
+    p.add_argument("--print", type=non_negative_int, default=0, metavar="N", help="print the first N answers")
     p.add_argument("--ray", action="store_true",
                    help="answer on a pool of Ray actors (RAY_ADDRESS or a local cluster); needs qa-engine[serve]")
-    p.add_argument("--num-workers", type=int, default=2, help="Ray actors, one engine each (with --ray)")
+    p.add_argument("--num-workers", type=positive_int, default=2, help="Ray actors, one engine each (with --ray)")
     p.set_defaults(func=_cmd_batch)
 
 
