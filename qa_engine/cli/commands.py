@@ -14,6 +14,7 @@ from qa_engine.cli.numbers import non_negative_int, positive_float, positive_int
 from qa_engine.core.config import MAX_CONTEXT_CHARS
 from qa_engine.core.constants import PRECISIONS, PROVIDERS
 from qa_engine.core.types import AnswerResult
+from qa_engine.formats.utf8 import read_text
 
 if TYPE_CHECKING:
     from qa_engine.engine import QAEngine
@@ -49,7 +50,7 @@ def _options(args: argparse.Namespace) -> dict[str, Any]:
 
 def _cmd_answer(args: argparse.Namespace) -> int:
     if args.context_file:
-        context = Path(args.context_file).read_text(encoding="utf-8")
+        context = read_text(args.context_file)
     elif args.context is not None:
         context = args.context
     else:

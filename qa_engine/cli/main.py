@@ -11,6 +11,7 @@ from typing import Callable, Sequence
 
 from qa_engine.formats.metrics import METRICS, evaluate
 from qa_engine.formats.squad import DataError, iter_examples, references
+from qa_engine.formats.utf8 import read_text
 
 log = logging.getLogger("qa_engine")
 
@@ -18,8 +19,7 @@ log = logging.getLogger("qa_engine")
 def _cmd_evaluate(args: argparse.Namespace) -> int:
     refs = references(iter_examples(args.data))
     try:
-        with open(args.predictions, encoding="utf-8") as f:
-            preds = json.load(f)
+        preds = json.loads(read_text(args.predictions))
     except json.JSONDecodeError as e:
         raise DataError(f"{args.predictions}: malformed JSON ({e})") from e
     if not isinstance(preds, dict):

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Sequence
 
 from qa_engine.core.inputs import check_text
+from qa_engine.formats.utf8 import iter_lines, read_text
 
 if TYPE_CHECKING:
     from qa_engine.core.windows import WindowTokenizer
@@ -77,8 +78,7 @@ def make_example(record: dict, where: str) -> Example:
 
 def _iter_squad_json(path: Path) -> Iterator[tuple[dict, str]]:
     try:
-        with open(path, encoding="utf-8") as f:
-            doc = json.load(f)
+        doc = json.loads(read_text(path))
     except json.JSONDecodeError as e:
         raise DataError(f"{path}: malformed JSON ({e})") from e
     if not isinstance(doc, dict) or not isinstance(doc.get("data"), list):
@@ -102,10 +102,9 @@ def _iter_squad_json(path: Path) -> Iterator[tuple[dict, str]]:
 
 def _jsonl_lines(path: Path) -> Iterator[tuple[int, str]]:
     """(line number, text) of each line that holds something."""
-    with open(path, encoding="utf-8") as f:
-        for n, line in enumerate(f, 1):
-            if line.strip():
-                yield n, line
+    for n, line in iter_lines(path):
+        if line.strip():
+            yield n, line
 
 
 def _parse_line(path: Path, n: int, line: str) -> Any:
