@@ -15,6 +15,7 @@ from typing import Iterator
 
 from qa_engine.artifacts.loader import Artifact, local_artifact, verify_artifact
 from qa_engine.artifacts.manifest import MANIFEST_NAME, Manifest
+from qa_engine.artifacts.network import endpoint_reachable
 
 log = logging.getLogger(__name__)
 
@@ -55,21 +56,36 @@ def open_artifact(
         hf = import_hub(f"{repo_id!r} is not a local folder; loading it from the Hugging Face hub")
     except ImportError as e:
         raise FileNotFoundError(f"artifact folder not found: {repo_id} ({e})") from e
-    manifest_path = _download(hf, repo_id, MANIFEST_NAME, revision, cache_dir, local_files_only, token)
+    offline = _offline_reason(local_files_only)
+    manifest_path = _download(hf, repo_id, MANIFEST_NAME, revision, cache_dir, offline, token)
     folder = manifest_path.parent  # snapshots/<commit>/: later files come from the same commit
     commit = folder.name
+    if offline is not None:
+        log.info("%s: loading from the Hugging Face cache (%s)", repo_id, offline)
 
     def fetch(name: str) -> Path:
-        return _download(hf, repo_id, name, commit, cache_dir, local_files_only, token)
+        return _download(hf, repo_id, name, commit, cache_dir, offline, token)
 
     return Artifact(Manifest.read(folder), fetch, repo_id)
 
 
+def _offline_reason(local_files_only: bool) -> str | None:
+    """Why files must come from the cache alone (offline mode, or a hub that cannot be reached), or None."""
+    from huggingface_hub import constants
+
+    if local_files_only or constants.HF_HUB_OFFLINE:
+        return "offline mode is on (HF_HUB_OFFLINE=1 or local_files_only=True)"
+    if not endpoint_reachable(constants.ENDPOINT):
+        return f"the hub at {constants.ENDPOINT} could not be reached"
+    return None
+
+
 def _download(
     hf: ModuleType, repo_id: str, filename: str, revision: str | None, cache_dir: str | Path | None,
-    local_files_only: bool, token: str | bool | None,
+    offline: str | None, token: str | bool | None,
 ) -> Path:
-    """hf_hub_download with the hub's errors turned into ones that say what to do."""
+    """hf_hub_download (from the cache alone when `offline` says why) with the hub's errors turned into ones that
+    say what to do."""
     from huggingface_hub import constants
     from huggingface_hub.utils import (
         EntryNotFoundError,
@@ -83,13 +99,10 @@ def _download(
     where = f"{repo_id}@{revision}" if revision else repo_id
     try:
         return Path(hf.hf_hub_download(
-            repo_id, filename, revision=revision, cache_dir=cache_dir, local_files_only=local_files_only, token=token
+            repo_id, filename, revision=revision, cache_dir=cache_dir, local_files_only=offline is not None, token=token
         ))
     except LocalEntryNotFoundError as e:
-        if local_files_only or constants.HF_HUB_OFFLINE:
-            why = "offline mode is on (HF_HUB_OFFLINE=1 or local_files_only=True)"
-        else:
-            why = f"the hub at {constants.ENDPOINT} could not be reached"
+        why = offline or f"the hub at {constants.ENDPOINT} could not be reached"
         if filename == MANIFEST_NAME:
             raise FileNotFoundError(f"{where}: no such artifact folder, and as a hub repo it is not in the Hugging "
                                     f"Face cache; {why}") from e

@@ -400,3 +400,40 @@ def test_push_refuses_a_corrupt_artifact_before_uploading(random_artifact: Path,
     named = f"{MANIFEST_NAME}: field 'checksum' does not match" if name == MANIFEST_NAME else f"{name}: checksum does not"
     assert named in pushed.stderr
     assert stand_in.requests == []
+
+
+def _closed_port_url() -> str:
+    """An endpoint on 127.0.0.1 where nothing listens: connections are refused at once."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return f"http://127.0.0.1:{s.getsockname()[1]}"
+
+
+def test_an_unreachable_hub_fails_at_once_with_one_message(cached_int8: Path, tmp_path: Path) -> None:
+    """No retries, no warnings: one error line when the repo is not cached, the cache when it is."""
+    ask = ["--question", QUESTION, "--context", CONTEXT]
+    endpoint = _closed_port_url()
+    missing = _cli(["answer", "--model", "qa-org/absent", *ask], endpoint, cached_int8)
+    assert missing.returncode == 2
+    assert missing.stderr.strip().splitlines() == [
+        f"qa-engine answer: error: qa-org/absent: no such artifact folder, and as a hub repo it is not in the "
+        f"Hugging Face cache; the hub at {endpoint} could not be reached"]
+    cached = _cli(["answer", "--model", REPO, "--provider", "cpu", *ask], endpoint, cached_int8)
+    assert cached.returncode == 0, cached.stderr
+    assert "WARNING" not in cached.stderr and "Retry" not in cached.stderr
+    assert json.loads(cached.stdout)["end"] >= 0
+
+
+def test_endpoint_reachable_dials_the_host_unless_a_proxy_does(monkeypatch: pytest.MonkeyPatch) -> None:
+    from qa_engine.artifacts.network import endpoint_reachable
+
+    with ThreadingHTTPServer(("127.0.0.1", 0), _Handler) as server:
+        assert endpoint_reachable(f"http://127.0.0.1:{server.server_address[1]}")
+    closed = _closed_port_url()
+    assert not endpoint_reachable(closed)
+    monkeypatch.setenv("http_proxy", "http://proxy.example:3128")
+    monkeypatch.delenv("no_proxy", raising=False)
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    assert endpoint_reachable(closed)
