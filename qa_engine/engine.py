@@ -13,7 +13,7 @@ import numpy as np
 
 from .artifacts import hub, loader
 from .core.config import DecodeConfig, EngineSettings, WindowConfig
-from .core.inputs import check_context_lengths, check_texts
+from .core.inputs import check_context_length, check_context_lengths, check_text, check_texts
 from .core.overlap import overlapped
 from .core.pipeline import WindowAnswers, model_feed, plan_calls
 from .core.runner import Logits, ModelRunner
@@ -155,6 +155,12 @@ class QAEngine:
 
     def answer(self, question: str, context: str, **kwargs: Any) -> AnswerResult:
         """Answer one question: {"answer", "score", "start", "end"} (a list of them when top_k > 1)."""
+        check_text(question, "the question")
+        check_text(context, "the context")
+        check_context_length(context, self.settings.max_context_chars, "the context")
+        n_tokens = int(self.tokenizer.question_lengths([question])[0])
+        if n_tokens > self.tokenizer.max_question_tokens():
+            raise self.tokenizer.too_long("the question", n_tokens)
         return self.answer_batch([question], [context], **kwargs)[0]
 
     def answer_stream(

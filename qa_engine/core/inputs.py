@@ -19,9 +19,14 @@ def check_texts(name: str, values: Iterable[object], first: int = 0) -> None:
         check_text(value, f"{name} {i}")
 
 
+def check_context_length(context: str, limit: int, what: str) -> None:
+    """ValueError naming `what` when the context is longer than `limit` characters, and the setting that sets it."""
+    if len(context) > limit:
+        raise ValueError(f"{what} has {len(context):,} characters, more than max_context_chars={limit:,} "
+                         "(EngineSettings.max_context_chars, --max-context-chars)")
+
+
 def check_context_lengths(contexts: Iterable[str], limit: int, first: int = 0) -> None:
-    """ValueError naming the first context longer than `limit` characters and the setting that sets the limit."""
+    """check_context_length on each context, named by its position counted from `first` ('context 3')."""
     for i, context in enumerate(contexts, first):
-        if len(context) > limit:
-            raise ValueError(f"context {i} has {len(context):,} characters, more than max_context_chars={limit:,} "
-                             "(EngineSettings.max_context_chars, --max-context-chars)")
+        check_context_length(context, limit, f"context {i}")

@@ -224,11 +224,20 @@ class WindowTokenizer:
         """Longest question (in tokens) that still leaves more than doc_stride context tokens per window."""
         return self.config.max_length - self.template.n_special - self.config.doc_stride - 1
 
+    def question_lengths(self, questions: Sequence[str]) -> np.ndarray:
+        """Each question's length in tokens."""
+        encoded = self.tokenizer.encode_batch_fast([nfc(q) for q in questions], add_special_tokens=False)
+        return np.fromiter((len(e.ids) for e in encoded), dtype=np.int64, count=len(encoded))
+
     def question_fits(self, questions: Sequence[str]) -> np.ndarray:
         """Per question, whether it is short enough to get windows (`windows` refuses the others)."""
-        encoded = self.tokenizer.encode_batch_fast([nfc(q) for q in questions], add_special_tokens=False)
-        limit = self.max_question_tokens()
-        return np.fromiter((len(e.ids) <= limit for e in encoded), dtype=bool, count=len(encoded))
+        return self.question_lengths(questions) <= self.max_question_tokens()
+
+    def too_long(self, what: str, n_tokens: int) -> ValueError:
+        """The error for a question of `n_tokens` that leaves no room for the context, naming it `what`."""
+        cfg = self.config
+        return ValueError(f"{what} is too long: {n_tokens} tokens, at most {self.max_question_tokens()} fit "
+                          f"max_length {cfg.max_length} with doc_stride {cfg.doc_stride}")
 
     def windows(self, questions: Sequence[str], contexts: Sequence[str], first: int = 0,
                 cache: ContextCache | None = None) -> Windows:
@@ -249,10 +258,7 @@ class WindowTokenizer:
         too_long = np.flatnonzero(qst.length > limit)
         if len(too_long):
             i = int(too_long[0])
-            raise ValueError(
-                f"question {first + i} is too long: {int(qst.length[i])} tokens, at most {limit} fit max_length "
-                f"{cfg.max_length} with doc_stride {cfg.doc_stride}"
-            )
+            raise self.too_long(f"question {first + i}", int(qst.length[i]))
         pair_ctx = np.fromiter((unique[c] for c in contexts), dtype=np.int64, count=len(contexts))
         budgets = cfg.max_length - self.template.n_special - qst.length
         counts = window_counts(ctx.length[pair_ctx], budgets, cfg.doc_stride)

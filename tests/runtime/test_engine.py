@@ -200,6 +200,17 @@ def test_bad_input_is_a_clear_value_error(engine, questions, contexts, message):
         engine.answer_batch(questions, contexts)
 
 
+@pytest.mark.parametrize("question, context, message", [
+    ("", "철수는 서울에 삽니다.", "^the question is empty$"),
+    ("어디?", "\t ", "^the context is empty$"),
+    (None, "철수는 서울에 삽니다.", "^the question must be a string, got NoneType$"),
+    ("철수 " * 400, "철수는 서울에 삽니다.", "^the question is too long: 800 tokens"),
+])
+def test_one_question_is_not_numbered_in_errors(engine, question, context, message):
+    with pytest.raises(ValueError, match=message):
+        engine.answer(question, context)
+
+
 def test_a_single_string_is_not_taken_for_a_list(engine):
     with pytest.raises(ValueError, match="sequences"):
         engine.answer_batch("철수는 어디에 삽니까?", "철수는 서울에 삽니다.")

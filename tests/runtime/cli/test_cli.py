@@ -32,9 +32,16 @@ def test_answer_prints_the_engines_answer(random_artifact: Path, engine: QAEngin
     assert status == 0 and json.loads(from_file) == json.loads(json.dumps(engine.answer(QUESTION, CONTEXT, top_k=3)))
 
 
+def test_an_empty_question_is_not_numbered(random_artifact: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    status = main(["answer", "--model", str(random_artifact), "--provider", "cpu", "--question", "",
+                   "--context", CONTEXT])
+    err = capsys.readouterr().err
+    assert status == 2 and err.strip().endswith("error: the question is empty") and "question 0" not in err
+
+
 @pytest.mark.parametrize("extra, message", [
     ((), "give --context or --context-file"),
-    (("--context", "  "), "context 0 is empty"),
+    (("--context", "  "), "error: the context is empty"),
     (("--context-file", "/nonexistent/context.txt"), "No such file"),
     (("--context", CONTEXT, "--max-context-chars", "10"), "more than max_context_chars=10 (EngineSettings"),
 ])
