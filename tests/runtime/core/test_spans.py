@@ -18,6 +18,44 @@ def _batch(rng, n=48, length=128):
     return start, end, soft, ctx
 
 
+def _pipeline_decode(start, end, p_mask, top_k, max_len):
+    """The HF question-answering pipeline's select_starts_ends + decode_spans for one window, restated in numpy
+    (transformers 5.3 removed them): softmax over the tokens p_mask leaves (context and CLS), masked ones at
+    -10000; the null score p_start[0] * p_end[0]; span scores p_start * p_end over start <= end < start + max_len,
+    CLS excluded; the top_k by score."""
+    wanted = 1 - p_mask
+    start = np.where(wanted == 0, -10000.0, start.astype(np.float64))
+    end = np.where(wanted == 0, -10000.0, end.astype(np.float64))
+    start = np.exp(start - start.max())
+    start /= start.sum()
+    end = np.exp(end - end.max())
+    end /= end.sum()
+    null = start[0] * end[0]
+    start[0] = end[0] = 0.0
+    candidates = np.tril(np.triu(np.outer(start, end)), max_len - 1)
+    flat = candidates.flatten()
+    order = np.argsort(-flat, kind="stable")[:top_k]
+    starts, ends = np.unravel_index(order, candidates.shape)
+    keep = np.isin(starts, wanted.nonzero()) & np.isin(ends, wanted.nonzero())
+    starts, ends = starts[keep], ends[keep]
+    return starts, ends, candidates[starts, ends], null
+
+
+@pytest.mark.parametrize("top_k", [1, 3, 10])
+@pytest.mark.parametrize("max_len", [1, 15, 30])
+def test_scores_are_the_pipelines_probabilities(top_k, max_len):
+    """Span and null scores are the pipeline's probabilities, computed independently here (no transformers)."""
+    rng = np.random.default_rng(top_k * 10 + max_len)
+    start, end, soft, ctx = _batch(rng)
+    ours = best_spans(start, end, soft, ctx, max_len, top_k)
+    for i in range(len(start)):
+        s, e, scores, null = _pipeline_decode(start[i], end[i], (~soft[i]).astype(int), top_k, max_len)
+        n = len(s)
+        assert n > 0 and list(ours.starts[i, :n]) == list(s) and list(ours.ends[i, :n]) == list(e)
+        np.testing.assert_allclose(ours.scores[i, :n], scores, rtol=1e-5)
+        assert ours.null_scores[i] == pytest.approx(null, rel=1e-5)
+
+
 @pytest.mark.parametrize("top_k", [1, 3, 10])
 @pytest.mark.parametrize("max_len", [1, 15, 30])
 def test_same_spans_and_scores_as_pipeline(top_k, max_len):
