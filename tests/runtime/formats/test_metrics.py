@@ -20,6 +20,19 @@ def test_korquad_normalization_spaces_quotes_and_brackets():
     assert normalize_korquad("1,000원.") == "1000원"
 
 
+@pytest.mark.parametrize("mark", list("'\"《》<>〈〉()‘’"))
+def test_korquad_turns_each_quote_and_bracket_mark_into_a_space(mark):
+    """The official script's list: each mark becomes a space (between words, not nothing), ASCII ones included."""
+    assert normalize_korquad(f"반지의{mark}제왕") == "반지의 제왕"
+    assert korquad_f1(f"반지의{mark}제왕", "반지의 제왕") == 1.0
+
+
+def test_korquad_keeps_marks_the_official_script_keeps():
+    assert normalize_korquad("“서울”") == "“서울”"  # curly double quotes are not in its list, nor ASCII punctuation
+    assert normalize_korquad("「서울」") == "「서울」"
+    assert normalize_korquad("서울-부산") == "서울부산"  # ASCII punctuation is dropped, not spaced
+
+
 def test_squad_removes_articles_korquad_does_not():
     assert normalize_squad("The Beatles") == "beatles"
     assert normalize_korquad("The Beatles") == "the beatles"

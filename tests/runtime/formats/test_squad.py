@@ -54,3 +54,13 @@ def test_malformed_and_empty_inputs(tmp_path):
         load_examples(tmp_path / "missing.json")
     with pytest.raises(DataError, match="empty"):
         load_examples(_squad(tmp_path / "blank.json", [_qa("1", "a", 0)], context=" \n"))
+
+
+@pytest.mark.parametrize("ending", ["", "\n", "\r\n", "\n\n"])
+def test_jsonl_keeps_a_last_line_without_its_newline(tmp_path, ending):
+    rows = [{"id": str(i), "question": "어디에 삽니까?", "context": f"철수는 {place}에 삽니다.",
+             "answers": {"text": [place], "answer_start": [4]}} for i, place in enumerate(["서울", "부산", "대구"])]
+    path = tmp_path / "d.jsonl"
+    path.write_text("\n".join(json.dumps(r, ensure_ascii=False) for r in rows) + ending, encoding="utf-8")
+    assert [ex.id for ex in iter_examples(path)] == ["0", "1", "2"]
+    assert [ex.answer_texts for ex in load_examples(path)] == [("서울",), ("부산",), ("대구",)]
