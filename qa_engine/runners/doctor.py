@@ -72,7 +72,7 @@ def nvidia_device_present() -> bool:
 def probe_feeds(session: ort.InferenceSession) -> dict[str, np.ndarray]:
     """Ones of each input's own dtype and shape (1 for every symbolic dimension): valid token ids, masks and
     type ids for a QA model, plain numbers for the bundled MatMul probe."""
-    feeds = {}
+    feeds: dict[str, np.ndarray] = {}
     for i in session.get_inputs():
         if i.type not in ONNX_DTYPES:
             raise ValueError(f"input {i.name!r} has type {i.type}, which the probe cannot feed")
