@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator
 
 from qa_engine.cli.batch_job import BatchJob, Interrupted, Stopped, answered, run, signals_interrupt
-from qa_engine.cli.numbers import non_negative_int, positive_float, positive_int
+from qa_engine.cli.numbers import non_negative_float, non_negative_int, positive_int
 from qa_engine.core.config import MAX_CONTEXT_CHARS
 from qa_engine.core.constants import PRECISIONS, PROVIDERS
 from qa_engine.core.types import AnswerResult
@@ -165,7 +165,7 @@ def _add_batch(sub: argparse._SubParsersAction) -> None:
                    help="a bad record stops the job (answers so far kept, resumable), or is skipped and listed")
     p.add_argument("--errors", metavar="PATH",
                    help="where --on-error skip lists refused records (default: OUTPUT's name + .errors.jsonl)")
-    p.add_argument("--progress-every", type=positive_float, default=30.0, metavar="SECONDS",
+    p.add_argument("--progress-every", type=non_negative_float, default=30.0, metavar="SECONDS",
                    help="a progress line this often when stderr is not a terminal (default 30)")
     p.add_argument("--predictions-json", help="also write {id: answer} for `qa-engine evaluate`")
     p.add_argument("--batch-size", type=positive_int, default=32, help="windows per model call")

@@ -129,7 +129,7 @@ def test_contexts_over_max_context_chars_are_refused_naming_the_setting(random_a
     question, context = SEEDS[0]
     long = context + "." * 20  # 32 characters
     assert limited.answer(question, context) == engine.answer(question, context)
-    with pytest.raises(ValueError, match=r"context 0 has 32 characters, more than max_context_chars=20"):
+    with pytest.raises(ValueError, match=r"^the context has 32 characters, more than max_context_chars=20"):
         limited.answer(question, long)
     with pytest.raises(ValueError, match=r"context 1 has 32 characters, more than max_context_chars=20"):
         list(limited.answer_stream([SEEDS[1], (question, long)]))
