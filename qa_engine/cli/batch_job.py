@@ -204,8 +204,9 @@ class _Writer:
 
 def _answer_rest(feed: _Feed, answer: Answerer, writer: _Writer) -> None:
     def leading_refusals() -> None:
-        while feed.pending and isinstance(feed.pending[0], Refused):
-            writer.refusal(feed.pending.popleft())  # type: ignore[arg-type]
+        while feed.pending and isinstance(first := feed.pending[0], Refused):
+            feed.pending.popleft()
+            writer.refusal(first)
 
     for result in answer(feed.pairs(), writer.progress.advance):
         leading_refusals()
@@ -265,8 +266,8 @@ def run(job: BatchJob, answer: Answerer) -> dict[str, Any]:
                       f"{job.partial}; continue with: {job.resume_command}",
                       128 + e.signum) from None
     except OSError as e:
-        raise Stopped(f"{e}; {journal.committed.answers:,} answers are kept in {job.partial}: free space and "
-                      f"continue with: {job.resume_command}", 2) from None
+        raise Stopped(f"{e}; the {journal.committed.answers:,} answers committed are kept in {job.partial}: once "
+                      f"that is fixed (a full disk: free space), continue with: {job.resume_command}", 2) from None
     finally:
         journal.close()
     result = {**summary(done.answers - resumed, seconds), "total": done.answers}

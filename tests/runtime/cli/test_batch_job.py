@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from qa_engine.cli.main import main
-from qa_engine.formats.journal import partial_path
+from qa_engine.formats.journal import Journal, partial_path
 from tests.fixtures import ROOT, qa_pairs
 
 N, BATCH = 200, 2  # 200 questions in chunks of 16 batches of 2: 7 commits
@@ -129,6 +129,11 @@ def test_killed_at_every_kind_of_moment_then_resumed_writes_the_uninterrupted_by
         assert sorted(p.name for p in tmp_path.iterdir()) == ["answers.jsonl"] * (what == "finish") + [
             "answers.jsonl.partial"]  # one visible file (and the finished output), no hidden temps
         assert _committed_rows(out) == want[:kept]  # all chunks before the kill kept, none changed
+        if what == "torn":
+            partial = partial_path(out)
+            assert not partial.read_bytes().endswith(b"\n")  # half a line
+            Journal.open(partial, json.loads(partial.read_bytes().splitlines()[0])["settings"], resume=True).close()
+            assert partial.read_bytes().endswith(b"}}\n")  # a resume cuts the file back to its last commit
     assert main(args + ["--resume"]) == 0
     assert out.read_bytes() == reference[0] and out.with_suffix(".pred.json").read_bytes() == reference[1]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["answers.jsonl", "answers.pred.json"]
@@ -195,7 +200,8 @@ def test_resume_refuses_other_settings_another_input_and_changed_questions(
     for args, message in [
         (_args(random_artifact, questions, out), "holds the answers of an interrupted run: continue it with --resume"),
         (_args(random_artifact, questions, out, "--resume", "--top-k", "2"), "top_k: 1 there, 2 here"),
-        (_args(random_artifact, other, out, "--resume"), "entry 1 is the answer to id 'q0', the input's record 1 is id 'q1'"),
+        (_args(random_artifact, other, out, "--resume"),
+         "entry 1 is the answer to id 'q0', the input's record 1 is id 'q1'"),
         (_args(random_artifact, changed, out, "--resume"), "changed since"),
     ]:
         assert main(args) == 2

@@ -8,7 +8,8 @@ import pytest
 
 from qa_engine.cli.commands import _print_answers
 
-ROWS = [("a", "서울", ("서울",)), ("b", "광주", ("대전",)), ("c", "침대", ("소파", "침대")), ("d", "의자", ())]
+ROWS = [("a", "서울", ("서울",)), ("b", "광주", ("대전",)), ("c", "침대", ("소파", "침대")),
+        ("d", "의자", ())]
 
 
 def test_answers_are_shown_beside_the_expected_ones_with_the_share_right(capsys: pytest.CaptureFixture) -> None:
