@@ -173,11 +173,13 @@ def quick_distilbert_checkpoint(request: pytest.FixtureRequest) -> Path:
 
 
 def _export_cached(request: pytest.FixtureRequest, checkpoint: Path, name: str, precisions: tuple[str, ...]) -> Path:
-    """`checkpoint` exported once per training recipe (a new recipe gets a new export, not a stale one)."""
+    """`checkpoint` exported once per training recipe and artifact format (a new recipe or manifest format gets a
+    new export, not a stale one)."""
+    from qa_engine.artifacts.manifest import FORMAT_VERSION
     from qa_engine.export.pipeline import export_artifact
 
     recipe = json.loads((checkpoint / "metrics.json").read_text(encoding="utf-8"))["recipe"]
-    out = cache_dir(request, f"{name}-{recipe}")
+    out = cache_dir(request, f"{name}-{recipe}-format{FORMAT_VERSION}")
     if not (out / "qa_engine.json").is_file():
         export_artifact(checkpoint, out, precisions=precisions, force=True)
     return out
