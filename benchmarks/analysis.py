@@ -138,7 +138,7 @@ def targets(systems: dict[str, dict], ratio: dict, decoder: dict | None, bs: int
                 fp32["questions_per_s"] / opt32["questions_per_s"] if fp32 and opt32 else None, 1.2, True, "x",
                 f"batch {bs}"),
         _target("qa-engine int8 share of int8 GEMM peak (unpadded tokens)",
-                int8["peak_share_real"] if int8 else None, 0.5, True, "share", f"batch {bs}, end to end"),
+                int8["peak_share_real"] if int8 else None, 0.5, True, "peak share", f"batch {bs}, end to end"),
         _target("decoder speed-up over HF per-example decoding", decoder["speedup"] if decoder else None, 50.0, True,
                 "x", f"B={decoder['windows']}, L={decoder['width']}" if decoder else "B=64, L=384"),
         _target("tokenization + decoding share of qa-engine int8 time",

@@ -21,7 +21,7 @@ PEER_PINS = ("optimum-onnx==0.1.0", "transformers>=4.45,<4.58")
 # transformers 4.57, which takes tokenizers<0.23)
 SHARED = ("torch", "onnxruntime-gpu", "onnxruntime", "numpy", "tqdm", "psutil")
 # what a system's software line in the report names
-SOFTWARE = ("torch", "transformers", "optimum-onnx", "onnxruntime-gpu", "onnxruntime")
+SOFTWARE = ("torch", "transformers", "optimum-onnx", "onnxruntime-gpu", "onnxruntime", "openvino", "nncf")
 ENV_DIR = "env-peers"
 DONE = "requirements.txt"  # written last: an environment without it is unfinished and made again
 

@@ -9,9 +9,12 @@ import shutil
 import subprocess
 import time
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 import numpy as np
+
+if TYPE_CHECKING:
+    import onnx
 
 log = logging.getLogger(__name__)
 
@@ -70,53 +73,141 @@ def torch_peak(dtype: str, n: int = 4096, repeats: int = 3) -> float:
         return 2 * n**3 / best_seconds(lambda: torch.mm(a, b), repeats)
 
 
-def matmul_integer_model(n: int, seed: int = 0) -> bytes:
-    """One-node ONNX graph: MatMulInteger(uint8 A [n, n], int8 constant B [n, n]) -> int32, as dynamic int8 runs."""
+def _one_node_model(node: "onnx.NodeProto", inputs: list, output: "onnx.ValueInfoProto", constants: dict) -> bytes:
+    """A checked ONNX graph of one node with `constants` as initializers (com.microsoft imported too)."""
     import onnx
-    from onnx import TensorProto, helper, numpy_helper
+    from onnx import helper, numpy_helper
 
-    weight = np.random.default_rng(seed).integers(-127, 128, size=(n, n), dtype=np.int8)
-    graph = helper.make_graph(
-        [helper.make_node("MatMulInteger", ["A", "B", "a_zero", "b_zero"], ["Y"])],
-        "matmul_integer_peak",
-        [helper.make_tensor_value_info("A", TensorProto.UINT8, [n, n])],
-        [helper.make_tensor_value_info("Y", TensorProto.INT32, [n, n])],
-        [
-            numpy_helper.from_array(weight, "B"),
-            numpy_helper.from_array(np.array(128, dtype=np.uint8), "a_zero"),
-            numpy_helper.from_array(np.array(0, dtype=np.int8), "b_zero"),
-        ],
-    )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
+    graph = helper.make_graph([node], f"{node.op_type}_peak", inputs, [output],
+                              [numpy_helper.from_array(v, k) for k, v in constants.items()])
+    model = helper.make_model(graph, ir_version=8, opset_imports=[helper.make_opsetid("", 17),
+                                                                  helper.make_opsetid("com.microsoft", 1)])
     onnx.checker.check_model(model)
     return model.SerializeToString()
 
 
-def ort_int8_peak(n: int = 4096, repeats: int = 3) -> float:
-    """Integer op/s of onnxruntime MatMulInteger (uint8 x int8 -> int32) on n x n x n, CPU provider."""
+def _int8_weight(n: int, seed: int) -> np.ndarray:
+    return np.random.default_rng(seed).integers(-127, 128, size=(n, n), dtype=np.int8)
+
+
+def matmul_integer_model(n: int, seed: int = 0) -> bytes:
+    """MatMulInteger(uint8 A [n, n], int8 constant B [n, n]) -> int32, the product under every int8 kernel."""
+    from onnx import TensorProto, helper
+
+    return _one_node_model(
+        helper.make_node("MatMulInteger", ["A", "B", "a_zero", "b_zero"], ["Y"]),
+        [helper.make_tensor_value_info("A", TensorProto.UINT8, [n, n])],
+        helper.make_tensor_value_info("Y", TensorProto.INT32, [n, n]),
+        {"B": _int8_weight(n, seed), "a_zero": np.array(128, dtype=np.uint8), "b_zero": np.array(0, dtype=np.int8)})
+
+
+def matmul_integer_to_float_model(n: int, seed: int = 0) -> bytes:
+    """com.microsoft MatMulIntegerToFloat(uint8 A, int8 B, per-channel scales) -> float: the static int8 graph's
+    kernel (export/quantize.py)."""
+    from onnx import TensorProto, helper
+
+    return _one_node_model(
+        helper.make_node("MatMulIntegerToFloat", ["A", "B", "a_scale", "b_scale", "a_zero"], ["Y"],
+                         domain="com.microsoft"),
+        [helper.make_tensor_value_info("A", TensorProto.UINT8, [n, n])],
+        helper.make_tensor_value_info("Y", TensorProto.FLOAT, [n, n]),
+        {"B": _int8_weight(n, seed), "a_scale": np.array(0.01, dtype=np.float32),
+         "b_scale": np.full(n, 0.01, dtype=np.float32), "a_zero": np.array(128, dtype=np.uint8)})
+
+
+def dynamic_quantize_matmul_model(n: int, seed: int = 0) -> bytes:
+    """com.microsoft DynamicQuantizeMatMul(float A, int8 B, per-channel scales) -> float: what onnxruntime fuses a
+    dynamic int8 graph into (Optimum's int8)."""
+    from onnx import TensorProto, helper
+
+    return _one_node_model(
+        helper.make_node("DynamicQuantizeMatMul", ["A", "B", "b_scale"], ["Y"], domain="com.microsoft"),
+        [helper.make_tensor_value_info("A", TensorProto.FLOAT, [n, n])],
+        helper.make_tensor_value_info("Y", TensorProto.FLOAT, [n, n]),
+        {"B": _int8_weight(n, seed), "b_scale": np.full(n, 0.01, dtype=np.float32)})
+
+
+def matmul_model(n: int, seed: int = 0) -> bytes:
+    """MatMul(float A [n, n], float constant B [n, n]): onnxruntime's own fp32 GEMM (MLAS)."""
+    from onnx import TensorProto, helper
+
+    weight = np.random.default_rng(seed).random((n, n), dtype=np.float32)
+    return _one_node_model(helper.make_node("MatMul", ["A", "B"], ["Y"]),
+                           [helper.make_tensor_value_info("A", TensorProto.FLOAT, [n, n])],
+                           helper.make_tensor_value_info("Y", TensorProto.FLOAT, [n, n]), {"B": weight})
+
+
+def ort_peak(model: bytes, a: np.ndarray, repeats: int = 3) -> float:
+    """(Integer) op/s of a one-node [n, n] x [n, n] onnxruntime graph on input `a`, CPU provider."""
     import onnxruntime as ort
 
     from qa_engine.runners.sessions import session_options
 
-    session = ort.InferenceSession(matmul_integer_model(n), sess_options=session_options(),
-                                   providers=["CPUExecutionProvider"])
-    a = np.random.default_rng(1).integers(0, 256, size=(n, n), dtype=np.uint8)
-    return 2 * n**3 / best_seconds(lambda: session.run(None, {"A": a}), repeats)
+    session = ort.InferenceSession(model, sess_options=session_options(), providers=["CPUExecutionProvider"])
+    return 2 * len(a) ** 3 / best_seconds(lambda: session.run(None, {"A": a}), repeats)
+
+
+def _uint8_input(n: int) -> np.ndarray:
+    return np.random.default_rng(1).integers(0, 256, size=(n, n), dtype=np.uint8)
+
+
+def _float_input(n: int) -> np.ndarray:
+    return np.random.default_rng(1).random((n, n), dtype=np.float32)
+
+
+def ort_int8_peak(n: int = 4096, repeats: int = 3) -> float:
+    """Integer op/s of onnxruntime MatMulInteger (uint8 x int8 -> int32) on n x n x n, CPU provider."""
+    return ort_peak(matmul_integer_model(n), _uint8_input(n), repeats)
+
+
+def openvino_int8_peak(n: int = 4096, repeats: int = 3) -> float | None:
+    """Integer op/s of OpenVINO's int8 matmul (a FakeQuantize'd uint8 input times int8 weights, the pattern NNCF
+    writes, which the CPU plugin runs on its VNNI / AMX kernels); None where OpenVINO is not installed."""
+    try:
+        import openvino as ov
+        import openvino.opset13 as ops
+    except ImportError:
+        return None
+    from qa_engine.runners.sessions import physical_cores
+
+    a = ops.parameter([n, n], ov.Type.f32, name="A")
+    low, high = ops.constant(np.float32(0)), ops.constant(np.float32(1))
+    quantized = ops.fake_quantize(a, low, high, low, high, 256)
+    weight = ops.multiply(ops.convert(ops.constant(_int8_weight(n, 0)), ov.Type.f32),
+                          ops.constant(np.full((n, 1), 0.01, dtype=np.float32)))
+    model = ov.Model([ops.matmul(quantized, weight, False, True)], [a], "int8_peak")
+    compiled = ov.Core().compile_model(model, "CPU", {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_PRECISION_HINT": "f32",
+                                                      "INFERENCE_NUM_THREADS": str(physical_cores())})
+    request, x = compiled.create_infer_request(), _float_input(n)
+    return 2 * n**3 / best_seconds(lambda: request.infer({0: x}, share_inputs=True), repeats)
 
 
 def gemm_peaks(n: int = 4096, repeats: int = 3) -> dict[str, float]:
-    """Peak op/s per precision; fp32 is the better of numpy and torch."""
+    """Peak op/s per precision, each the best kernel measured: fp32 of numpy, torch and onnxruntime's MatMul; int8
+    of onnxruntime's MatMulInteger, MatMulIntegerToFloat and DynamicQuantizeMatMul and, where installed, OpenVINO's
+    int8 matmul. Keys: each kernel's figure (`fp32_numpy`, ...) and the precisions' bests (`fp32`, `bf16`, `int8`)."""
     peaks = {
         "fp32_numpy": numpy_fp32_peak(n, repeats),
         "fp32_torch": torch_peak("float32", n, repeats),
+        "fp32_ort": ort_peak(matmul_model(n), _float_input(n), repeats),
         "bf16_torch": torch_peak("bfloat16", n, repeats),
         "int8_ort": ort_int8_peak(n, repeats),
+        "int8_ort_to_float": ort_peak(matmul_integer_to_float_model(n), _uint8_input(n), repeats),
+        "int8_ort_dynamic": ort_peak(dynamic_quantize_matmul_model(n), _float_input(n), repeats),
     }
-    peaks["fp32"] = max(peaks["fp32_numpy"], peaks["fp32_torch"])
-    peaks["bf16"] = peaks["bf16_torch"]
-    peaks["int8"] = peaks["int8_ort"]
+    openvino = openvino_int8_peak(n, repeats)
+    if openvino is not None:
+        peaks["int8_openvino"] = openvino
+    for precision in ("fp32", "bf16", "int8"):
+        peaks[precision] = max(v for k, v in peaks.items() if k.startswith(f"{precision}_"))
     log.info("GEMM peaks (n=%d): %s", n, ", ".join(f"{k} {v / 1e12:.3f} T" for k, v in peaks.items()))
     return peaks
+
+
+def peak_kernel(peaks: dict[str, float], precision: str) -> str:
+    """The key of the kernel whose figure is `precision`'s peak (e.g. "fp32_ort")."""
+    kernels = {k: v for k, v in peaks.items() if k.startswith(f"{precision}_")}
+    return max(kernels, key=kernels.__getitem__) if kernels else precision
 
 
 def cuda_problems() -> list[str]:

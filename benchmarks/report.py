@@ -8,6 +8,7 @@ from pathlib import Path
 from qa_engine.artifacts.atomic import atomic_write_text
 
 from .analysis import STAGES, TARGET_BATCH
+from .hardware import peak_kernel
 from .systems import SYSTEMS
 
 
@@ -31,7 +32,9 @@ def _table(header: list[str], rows: list[list[str]]) -> list[str]:
 
 
 def _with_unit(value: float, unit: str, goal: bool = False) -> str:
-    if unit == "share":
+    if unit == "peak share" and not goal:
+        return share_of_peak(value)
+    if unit in ("share", "peak share"):
         return _pct(value, 0 if goal else 1)
     if unit == "q/s":
         return f"{value:,.0f} q/s"
@@ -51,6 +54,8 @@ def _target_goal(t: dict) -> str:
 def _verdict(t: dict) -> str:
     if t["met"] is None:
         return "not measured"
+    if t["unit"] == "peak share" and t["value"] > 1:
+        return "not judged: the peak is too low"
     if t["higher_is_better"]:
         gap = t["value"] / t["target"]
         return f"met ({gap:.2f}× the target)" if t["met"] else f"missed ({100 * (1 - gap):.0f}% short)"
@@ -102,6 +107,15 @@ def cuda_latency_section(result: dict) -> list[str]:
                    "p99 ms"], rows)
 
 
+OVER_PEAK = "over peak (measurement error)"
+
+
+def share_of_peak(share: float | None) -> str:
+    """A share of a matrix peak; above 100% the peak was measured on a slower kernel than the system ran, so the
+    figure is flagged instead of printed."""
+    return OVER_PEAK if share is not None and share > 1 else _pct(share)
+
+
 def efficiency_section(result: dict) -> list[str]:
     tb = str(result["meta"].get("target_batch", TARGET_BATCH))
     peaks = result["hardware"]["peaks"]
@@ -113,10 +127,10 @@ def efficiency_section(result: dict) -> list[str]:
             continue
         peak = s.get("peak", s["precision"])
         row = [s["label"], peak if cuda else s["precision"], _num(peaks[peak] / 1e12, 2 if not cuda else 1),
-               _num(b["flops_real"] / b["seconds"] / 1e12, 3), _pct(b["peak_share_real"]),
-               _pct(b["peak_share_padded"]), _pct(b["pad_overhead"], 0)]
+               _num(b["flops_real"] / b["seconds"] / 1e12, 3), share_of_peak(b["peak_share_real"]),
+               share_of_peak(b["peak_share_padded"]), _pct(b["pad_overhead"], 0)]
         if cuda:
-            row.insert(5, _pct(b["flops_real"] / b["seconds"] / peaks["fp16"]))
+            row.insert(5, share_of_peak(b["flops_real"] / b["seconds"] / peaks["fp16"]))
         rows.append(row)
     header = ["system", "precision", "peak T(FL)OP/s", "achieved T/s (unpadded)", "share of peak (unpadded)",
               "share of peak (padded)", "padding overhead"]
@@ -179,11 +193,14 @@ def memory_section(result: dict) -> list[str]:
 
 def software_section(result: dict) -> list[str]:
     """The interpreter and stack each system ran on (Optimum may have an environment of its own)."""
-    names = ["python", "torch", "transformers", "optimum-onnx", "onnxruntime"]
+    names = ["python", "torch", "transformers", "optimum-onnx", "onnxruntime", "openvino", "nncf"]
     rows = []
     for name, versions in result.get("software", {}).items():
         ort = versions.get("onnxruntime-gpu") and f"{versions['onnxruntime-gpu']} (-gpu)"
         row = {**versions, "onnxruntime": ort or versions.get("onnxruntime", "–")}
+        if SYSTEMS[name].family != "openvino":  # installed beside qa-engine, but only the OpenVINO peers run it
+            for key in ("openvino", "nncf"):
+                row.pop(key, None)
         rows.append([SYSTEMS[name].label, *(row.get(n, "–") for n in names)])
     return _table(["system", *names], rows) if rows else []
 
@@ -267,6 +284,39 @@ HF_SETTINGS = ("- HF pipelines run with `align_to_words=False` (qa-engine answer
                "max_answer_len 30, max_seq_len 384, doc_stride 128.")
 FLOPS_RULE = ("FLOPs = 2 · non-embedding params · tokens + 4 · L² · d per layer per window, on the tokens each system "
               "really ran (padded) and on the real tokens only (unpadded)")
+
+
+PEAK_KERNELS = {
+    "fp32_numpy": "numpy", "fp32_torch": "torch", "fp32_ort": "onnxruntime MatMul", "bf16_torch": "torch",
+    "int8_ort": "onnxruntime MatMulInteger", "int8_ort_to_float": "onnxruntime MatMulIntegerToFloat",
+    "int8_ort_dynamic": "onnxruntime DynamicQuantizeMatMul", "int8_openvino": "OpenVINO int8 MatMul",
+}
+
+
+def peaks_line(peaks: dict[str, float], precision: str) -> str:
+    """'fp32 0.210 TFLOP/s (onnxruntime MatMul; numpy 0.180, torch 0.190)': the peak, its kernel, the others."""
+    unit = "TOP/s" if precision == "int8" else "TFLOP/s"
+    best = peak_kernel(peaks, precision)
+    others = [f"{PEAK_KERNELS.get(k, k)} {v / 1e12:.3f}" for k, v in peaks.items()
+              if k.startswith(f"{precision}_") and k != best]
+    figure = f"{precision} {peaks[precision] / 1e12:.3f} {unit}"
+    return figure if best == precision else f"{figure} ({'; '.join([PEAK_KERNELS.get(best, best), *others])})"
+
+
+def openvino_lines(result: dict) -> list[str]:
+    """How the OpenVINO peers were built and run, with the versions (none without OpenVINO systems)."""
+    info = result.get("openvino")
+    if not info:
+        return []
+    versions = ", ".join(f"{k} {v}" for k, v in info["versions"].items())
+    c = info["calibration"]
+    return [f"- OpenVINO peers ({versions}; optimum-intel does not install beside the peers' transformers, so "
+            "OpenVINO's own API): IR from `ov.convert_model` of the PyTorch checkpoint, dynamic [batch, length] "
+            "inputs; int8 from `nncf.quantize(model_type=ModelType.TRANSFORMER)` calibrated on the "
+            f"{c['windows']} windows of {c['questions']} questions ({c['data']}) that qa-engine's static int8 is "
+            "calibrated on; compiled for the CPU with `PERFORMANCE_HINT=LATENCY` and `INFERENCE_PRECISION_HINT` "
+            "f32 (bf16 for the bf16 peer). qa-engine's tokenizer, call planning and span decoder run around it: "
+            "only the model runner differs from qa-engine's."]
 
 
 def _speed_model_line(result: dict) -> str:
@@ -361,12 +411,13 @@ def render_markdown(result: dict) -> str:
         f"- Accuracy model: {result['models']['accuracy']['description']}.",
         f"- CPU: {cpu['model']}, ISA {', '.join(cpu['isa'])}; "
         f"1-minute load average at start {cpu['load_average_1m']:.2f}.",
-        f"- GEMM peaks ({hw.get('gemm_size', 4096)}², best of start/end of run): fp32 {peaks['fp32'] / 1e12:.3f} TFLOP/s, "
-        f"bf16 {peaks['bf16'] / 1e12:.3f} TFLOP/s, int8 {peaks['int8'] / 1e12:.3f} TOP/s (onnxruntime MatMulInteger).",
+        f"- GEMM peaks ({hw.get('gemm_size', 4096)}², best of start/end of run), each the fastest kernel measured: "
+        + "; ".join(peaks_line(peaks, p) for p in ("fp32", "bf16", "int8")) + ".",
         f"- Each system runs in a fresh process, warmed up, {m['repetitions']} repetitions with the system order "
         "reversed every other repetition; figures are the best repetition"
         + ("." if m.get("full_repeats") else f" (repetitions after the first re-measure batch {m['target_batch']} only)."),
         HF_SETTINGS,
+        *openvino_lines(result),
         "",
         "## Targets", "", *targets_section(result), "",
         "## Throughput (questions/s)", "", *throughput_section(result), "",

@@ -24,6 +24,7 @@ from .decoder import decoder_benchmark
 from .hardware import cpu_info, cuda_peaks, gemm_peaks, gpu_info
 from .host import host_benchmark
 from .models import (
+    EXPORT_VALIDATION_QUESTIONS,
     PreparedModel,
     checkpoint_model,
     digest,
@@ -31,8 +32,9 @@ from .models import (
     tiny_bert_checkpoint,
     tiny_dir,
 )
+from .openvino_peer import build_ir, ir_info
 from .ort_profile import profile_engine
-from .systems import SYSTEMS, systems_for
+from .systems import SYSTEMS, default_systems, systems_for
 from .windows import QUESTIONS as WINDOW_QUESTIONS
 from .windows import windows_benchmark
 from .workload import Workload, load_workload, sample
@@ -42,7 +44,7 @@ log = logging.getLogger(__name__)
 JOB_TIMEOUT_S = 3600
 PROFILE_QUESTIONS = 64
 DECODER_QUESTIONS = 256  # drawn independently of --questions so that 64 whole-question windows always exist
-BENCH_PACKAGES = ("torch", "transformers", "onnxruntime-gpu", "onnxruntime", "tokenizers", "numpy")
+BENCH_PACKAGES = ("torch", "transformers", "onnxruntime-gpu", "onnxruntime", "tokenizers", "numpy", "openvino", "nncf")
 CONCURRENCY_SYSTEM = "engine-cuda-fp16"  # the system the CUDA run serves concurrent clients with
 
 
@@ -74,7 +76,7 @@ class BenchConfig:
         if self.device not in ("cpu", "cuda"):
             raise ValueError(f"device must be 'cpu' or 'cuda', got {self.device!r}")
         if not self.systems:
-            object.__setattr__(self, "systems", systems_for(self.device))
+            object.__setattr__(self, "systems", default_systems(self.device, cpu_info()["isa"], openvino_installed()))
         unknown = [s for s in self.systems if s not in SYSTEMS]
         if unknown:
             raise ValueError(f"unknown system {', '.join(unknown)}; choose from {', '.join(systems_for(self.device))}")
@@ -89,6 +91,19 @@ class BenchConfig:
 RUN_PACKAGES = {"torch": "torch", "transformers": "transformers", "onnx": "onnx", "matplotlib": "matplotlib",
                 "psutil": "psutil", "tqdm": "tqdm"}
 TRAIN_PACKAGES = {"accelerate": "accelerate"}  # HF Trainer, for the tiny accuracy model
+OPENVINO_PACKAGES = {"openvino": "openvino", "nncf": "nncf"}  # the OpenVINO peers (benchmarks/openvino_peer.py)
+
+
+def _found(module: str) -> bool:
+    try:
+        return importlib.util.find_spec(module) is not None
+    except ImportError:  # a parent package is missing
+        return False
+
+
+def openvino_installed() -> bool:
+    """Whether this interpreter can build and run the OpenVINO peers."""
+    return all(_found(m) for m in OPENVINO_PACKAGES)
 
 
 def missing_packages(cfg: BenchConfig) -> list[str]:
@@ -98,15 +113,9 @@ def missing_packages(cfg: BenchConfig) -> list[str]:
     if cfg.model is None and cfg.accuracy_model is None and not (tiny_dir(cfg.workdir, cfg.quick) /
                                                                  "metrics.json").is_file():
         needed.update(TRAIN_PACKAGES)
-    missing = []
-    for module, dist in needed.items():
-        try:
-            found = importlib.util.find_spec(module) is not None
-        except ImportError:  # a parent package is missing
-            found = False
-        if not found:
-            missing.append(dist)
-    return missing
+    if any(SYSTEMS[s].family == "openvino" for s in cfg.systems):
+        needed.update(OPENVINO_PACKAGES)
+    return [dist for module, dist in needed.items() if not _found(module)]
 
 
 @dataclass(frozen=True)
@@ -147,7 +156,8 @@ def job_spec(job: Job, model: PreparedModel, workload_file: Path, cfg: BenchConf
         "system": job.system, "role": job.role, "repetition": job.repetition, "batch_sizes": list(job.batch_sizes),
         "latency_questions": cfg.latency_questions, "workload": str(workload_file),
         "questions": cfg.accuracy_questions if job.role == "accuracy" else None, "clients": cfg.clients,
-        "model": {"checkpoint": str(model.checkpoint), "artifact": str(model.artifact), "optimum": str(model.optimum)},
+        "model": {"checkpoint": str(model.checkpoint), "artifact": str(model.artifact), "optimum": str(model.optimum),
+                  "openvino": str(openvino_dir(model))},
         "result": str(logs / f"{job.name}.json"),
     }
 
@@ -166,6 +176,20 @@ def run_job(job: Job, model: PreparedModel, workload_file: Path, cfg: BenchConfi
         tail = log_file.read_text(encoding="utf-8", errors="replace").strip().splitlines()[-3:]
         raise RuntimeError(f"exit {proc.returncode}: {' / '.join(tail)}")
     return json.loads(Path(spec["result"]).read_text(encoding="utf-8"))
+
+
+def openvino_dir(model: PreparedModel) -> Path:
+    """Where a prepared model's OpenVINO IR is built (beside its artifact)."""
+    return model.artifact.parent / "openvino"
+
+
+def prepare_openvino(cfg: BenchConfig, models: list[PreparedModel]) -> dict:
+    """The OpenVINO IR of each model (built once, cached beside the artifact), int8 calibrated as the artifact's
+    int8 was; returns the speed model's build record for the report ({} without OpenVINO systems)."""
+    if not any(SYSTEMS[s].family == "openvino" for s in cfg.systems):
+        return {}
+    folders = [build_ir(m.checkpoint, m.artifact, m.artifact.parent, skip=EXPORT_VALIDATION_QUESTIONS) for m in models]
+    return ir_info(folders[0])
 
 
 def _token_stats(model: PreparedModel, work: Workload) -> dict:
@@ -249,6 +273,7 @@ def run(cfg: BenchConfig, progress: bool = True) -> dict:
         speed = speed_model(cfg.workdir, cfg.data, examples, cfg.seed, cfg.optimum_per_channel, cfg.device)
         trained = cfg.accuracy_model or tiny_bert_checkpoint(cfg.workdir, quick=cfg.quick)
         accuracy = checkpoint_model(cfg.workdir, "accuracy", trained, cfg.optimum_per_channel, cfg.device)
+    openvino = prepare_openvino(cfg, [speed, accuracy])
     cpu = cpu_info()
     gpu = gpu_info() if cfg.device == "cuda" else None
     peaks_start = _peaks(cfg)
@@ -324,6 +349,7 @@ def run(cfg: BenchConfig, progress: bool = True) -> dict:
         },
         "hardware": hardware,
         "models": {"speed": speed.as_dict(), "accuracy": accuracy.as_dict()},
+        **({"openvino": openvino} if openvino else {}),
         "systems": systems,
         "ratios": ratios,
         "accuracy": accuracy_figures,

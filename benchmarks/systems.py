@@ -25,7 +25,7 @@ class SystemSpec:
     """A system's name, device, the precision whose matrix peak bounds it, and whether it is a peer or qa-engine."""
 
     name: str
-    family: str  # "hf", "optimum" or "engine"
+    family: str  # "hf", "optimum", "openvino" or "engine"
     precision: str  # "fp32", "bf16", "fp16" or "int8"
     label: str
     device: str = "cpu"  # "cpu" or "cuda"
@@ -48,6 +48,9 @@ SYSTEMS: dict[str, SystemSpec] = {
         SystemSpec("hf-bf16", "hf", "bf16", "HF pipeline, PyTorch bf16"),
         SystemSpec("optimum-fp32", "optimum", "fp32", "HF pipeline, Optimum ORT fp32"),
         SystemSpec("optimum-int8", "optimum", "int8", "HF pipeline, Optimum ORT dynamic int8"),
+        SystemSpec("openvino-fp32", "openvino", "fp32", "OpenVINO fp32 on qa-engine's windows"),
+        SystemSpec("openvino-int8", "openvino", "int8", "OpenVINO NNCF int8 on qa-engine's windows"),
+        SystemSpec("openvino-bf16", "openvino", "bf16", "OpenVINO bf16 on qa-engine's windows"),
         SystemSpec("engine-fp32", "engine", "fp32", "qa-engine fp32 (CPU)"),
         SystemSpec("engine-int8", "engine", "int8", "qa-engine int8 (CPU)"),
         SystemSpec("hf-cuda-fp16", "hf", "fp16", "HF pipeline, PyTorch fp16 (CUDA)", "cuda"),
@@ -63,8 +66,22 @@ BASELINE = BASELINES["cpu"]
 
 
 def systems_for(device: str) -> tuple[str, ...]:
-    """The names of the systems `qa-engine bench --device DEVICE` runs by default, in report order."""
+    """The names of the systems `qa-engine bench --device DEVICE` can run, in report order."""
     return tuple(n for n, s in SYSTEMS.items() if s.device == device)
+
+
+def default_systems(device: str, isa: Sequence[str], openvino: bool) -> tuple[str, ...]:
+    """The systems run when none are named: the device's, less the OpenVINO peers where OpenVINO (with NNCF) is not
+    installed and OpenVINO bf16 where the CPU has no native bf16 (AVX512-BF16 or AMX)."""
+    from qa_engine.runners.openvino import bf16_native
+
+    def runs(name: str) -> bool:
+        spec = SYSTEMS[name]
+        if spec.family != "openvino":
+            return True
+        return openvino and (spec.precision != "bf16" or bf16_native(isa))
+
+    return tuple(n for n in systems_for(device) if runs(n))
 
 
 def baseline_for(names: Sequence[str]) -> str:
@@ -195,6 +212,31 @@ def load_engine(spec: SystemSpec, artifact_dir: Path) -> Runner:
         return engine.answer_batch(questions, contexts, batch_size=batch_size, profile=profile)
 
     return Runner(spec, answer, counts, profile, engine, warmup_s)
+
+
+def load_openvino(spec: SystemSpec, artifact_dir: Path, ir_dir: Path) -> Runner:
+    """qa-engine's tokenizer, call planning and span decoder around an OpenVINO model (benchmarks/openvino_peer.py)
+    of the spec's precision instead of the onnxruntime session; no onnxruntime session is opened."""
+    from qa_engine.artifacts.manifest import Manifest
+    from qa_engine.core.windows import WindowTokenizer
+    from qa_engine.engine import EngineSettings, QAEngine
+    from qa_engine.runners.sessions import physical_cores
+
+    from .openvino_peer import load_peer
+
+    manifest = Manifest.read(artifact_dir)
+    window = WindowConfig(manifest.max_length, manifest.doc_stride)
+    settings = EngineSettings(window=window, decode=DecodeConfig(max_answer_length=manifest.max_answer_length),
+                              precision=spec.precision)
+    runner = load_peer(ir_dir, spec.precision, tuple(manifest.input_names), physical_cores())
+    tokenizer = WindowTokenizer.from_file(artifact_dir / manifest.tokenizer_file, window)
+    counts, profile = TokenCounts(), {}
+    engine = counted(QAEngine(runner, tokenizer, settings), counts)
+
+    def answer(questions, contexts, batch_size):
+        return engine.answer_batch(questions, contexts, batch_size=batch_size, profile=profile)
+
+    return Runner(spec, answer, counts, profile, engine)
 
 
 @dataclass

@@ -21,7 +21,7 @@ import psutil
 from .environments import software
 from .hardware import gpu_memory_mb
 from .optimum_export import OPTIMUM_FP32, OPTIMUM_INT8
-from .systems import SYSTEMS, Runner, load_engine, load_hf, load_optimum
+from .systems import SYSTEMS, Runner, load_engine, load_hf, load_openvino, load_optimum
 from .workload import Workload
 
 log = logging.getLogger(__name__)
@@ -55,6 +55,8 @@ def load(system: str, model: dict) -> Runner:
         return load_hf(spec, Path(model["checkpoint"]))
     if spec.family == "optimum":
         return load_optimum(spec, Path(model["optimum"]), OPTIMUM_INT8 if spec.precision == "int8" else OPTIMUM_FP32)
+    if spec.family == "openvino":
+        return load_openvino(spec, Path(model["artifact"]), Path(model["openvino"]))
     return load_engine(spec, Path(model["artifact"]))
 
 

@@ -38,12 +38,17 @@ def _cmd_export(args: argparse.Namespace) -> int:
         rtol=args.rtol,
         calibration_questions=args.calibration_questions,
         exporter=args.exporter,
+        openvino=args.openvino,
     )
     manifest = Manifest.read(out)
     print(f"exported {manifest.model_type} to {out} (opset {manifest.opset}; fused: "
           + ", ".join(f"{k} {v}" for k, v in manifest.fusion.items()) + ")")
     for precision, variant in manifest.variants.items():
         print(f"  {precision:5s} {variant.file:18s} [{'/'.join(variant.providers)}] {_summary(variant)}")
+    for precision, ir in ((p, r) for p, r in manifest.openvino.items() if "validation" in r):
+        v = ir["validation"]
+        print(f"  {precision:5s} {ir['file']:18s} [openvino] {100 * v['answers_identical']:.1f}% answers identical "
+              f"to fp32 on {v['questions']} questions; F1 {v['f1']:.2f} ({v['f1_delta']:+.2f})")
     model_card.record_provenance(out, getattr(args, "argv", []), args.model)
     repo = run_triton(args, out)
     if repo is not None:
@@ -87,6 +92,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "(torch.export; fused with onnxscript's onnxruntime fusions), or auto: torchscript while "
                         "this torch has it (default)")
     p.add_argument("--force", action="store_true", help="replace an existing artifact folder")
+    p.add_argument("--openvino", action="store_true",
+                   help="also write OpenVINO fp32 and NNCF int8 IR for provider='openvino' (needs "
+                        "'qa-engine[openvino-export]')")
     p.add_argument("--data", default=None,
                    help="SQuAD JSON / JSON Lines for validation (default: a held-out synthetic set)")
     p.add_argument("--max-validation", type=positive_int, default=500, help="validation questions at most (default 500)")

@@ -22,12 +22,15 @@ from qa_engine.core.windows import WindowTokenizer
 from qa_engine.runners import sessions
 
 from . import fusion, onnx_export, quantize, validate
+from . import openvino as openvino_export
 
 log = logging.getLogger(__name__)
 
 PROVIDERS = {"fp32": ["cpu", "cuda"], "int8": ["cpu"], "fp16": ["cuda"]}
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "config.json")
 ARTIFACT_PACKAGES = ("transformers", "torch", "onnx", "onnxscript")  # recorded in the manifest
+NO_VNNI = "int8-no-vnni"  # key of the 7-bit-weight int8 graph for CPUs without VNNI (int8_kernels)
+NO_VNNI_FILE = "model.int8.no-vnni.onnx"
 WORK = ".work"  # intermediates inside the temp artifact folder, removed before it is renamed into place
 
 
@@ -89,6 +92,7 @@ def export_artifact(
     rtol: float = validate.RTOL,
     calibration_questions: int = validate.CALIBRATION_QUESTIONS,
     exporter: str = "auto",
+    openvino: bool = False,
 ) -> Path:
     """Export, fuse, quantize and validate a QA checkpoint into `output_dir`; nothing is left half-written.
 
@@ -98,8 +102,9 @@ def export_artifact(
     against fp32 and the scores go into the manifest. int8 activation scales are calibrated on up to
     `calibration_questions` questions of the validation source (others than the validated ones where it has
     more). An existing `output_dir` is replaced only with `force`, and only once every step has succeeded.
-    `exporter`: torchscript, dynamo or auto (TorchScript while torch has it, see onnx_export). An unsupported
-    torch or transformers is refused first (qa_engine.train.stack).
+    `exporter`: torchscript, dynamo or auto (TorchScript while torch has it, see onnx_export). `openvino`: also
+    the OpenVINO fp32 and NNCF int8 IR (export/openvino.py), calibrated on the int8 calibration windows. An
+    unsupported torch or transformers is refused first (qa_engine.train.stack).
     """
     precisions = parse_precisions(precisions)
     tolerance = validate.Tolerance(atol, rtol)
@@ -113,7 +118,7 @@ def export_artifact(
     output_dir = Path(output_dir)
     questions = Questions(validation_data, max_validation, calibration_questions)
     with atomic_dir(output_dir, force) as tmp:
-        manifest = _build(checkpoint, tmp, precisions, opset, questions, tolerance, exporter)
+        manifest = _build(checkpoint, tmp, precisions, opset, questions, tolerance, exporter, openvino)
         shutil.rmtree(tmp / WORK)
         manifest.write(tmp)
     log.info("artifact written to %s", output_dir)
@@ -144,6 +149,7 @@ def _build(
     questions: Questions,
     tolerance: validate.Tolerance,
     exporter: str,
+    openvino: bool = False,
 ) -> Manifest:
     """Every step of the export into the (temporary) folder `out`; returns the manifest to write."""
     work = out / WORK
@@ -154,7 +160,10 @@ def _build(
     raw = onnx_export.export_onnx(model, work, opset, exporter)
     files = {p: (out if p in precisions else work) / f"model.{p}.onnx" for p in ("fp32", *precisions)}
     fusion_counts = fusion.fuse(raw.path, files["fp32"], checkpoint.config)
-    calibration = _quantize_int8(files, tokenizer, raw.input_names, questions) if "int8" in files else {}
+    feeds = _calibration_feeds(tokenizer, raw.input_names, questions) if "int8" in files or openvino else None
+    int8 = _quantize_int8(files, feeds) if feeds is not None and "int8" in files else None
+    weights = _int8_weight_range(files, int8) if int8 is not None else {}
+    ir = openvino_export.write_ir(model, raw.input_names, feeds.feeds, out, feeds.record) if feeds and openvino else {}
     if "fp16" in files:
         quantize.convert_fp16(files["fp32"], files["fp16"])
     graph = {p: onnx_export.read_graph(path) for p, path in files.items()}["fp32"]  # checks every file
@@ -162,9 +171,10 @@ def _build(
     for name in copied:
         shutil.copyfile(checkpoint.path / name, out / name)
 
-    outcomes, source = _validate(model, raw.path, files, tokenizer, decode, graph.input_names, questions, tolerance)
-    if calibration:
-        outcomes["int8"].summary["calibration"] = calibration
+    outcomes, source, reference = _validate(model, raw.path, files, tokenizer, decode, graph.input_names, questions,
+                                            tolerance)
+    if ir:
+        _validate_openvino(ir, out, reference, tokenizer, decode, graph.input_names, questions)
     variants = {
         p: Variant(
             file=files[p].name,
@@ -176,6 +186,12 @@ def _build(
         )
         for p in precisions
     }
+    if int8 is not None:
+        variants["int8"].validation["calibration"] = {**feeds.record, "activations": len(int8.ranges)}
+        variants["int8"].weight_range = weights
+        if NO_VNNI in files:
+            variants["int8"].no_vnni = {"file": files[NO_VNNI].name, "sha256": sha256_file(files[NO_VNNI]),
+                                        "validation": {**outcomes[NO_VNNI].summary, "data": source}}
     return Manifest(
         model_type=checkpoint.model_type,
         input_names=graph.input_names,
@@ -188,18 +204,48 @@ def _build(
         versions=versions(exporter),
         fusion=fusion_counts,
         files={name: sha256_file(out / name) for name in copied},
+        openvino=ir,
     )
 
 
-def _quantize_int8(files: dict[str, Path], tokenizer: WindowTokenizer, input_names: list[str],
-                   questions: Questions) -> dict:
-    """The int8 file, its activation scales calibrated on the fused fp32 graph; returns the manifest's record."""
+class CalibrationFeeds(NamedTuple):
+    """The model calls of the int8 calibration windows, and the manifest's record of where they came from."""
+
+    feeds: list[dict]
+    record: dict
+
+
+def _calibration_feeds(tokenizer: WindowTokenizer, input_names: list[str], questions: Questions) -> CalibrationFeeds:
+    """The calibration questions' windows as model calls (the validation source past the validated questions)."""
     examples, source = validate.calibration_examples(questions.data, questions.calibration, questions.validation)
     examples = validate.usable(examples, tokenizer)
-    feeds = validate.calibration_feeds(examples, tokenizer, input_names)
-    calibration = quantize.quantize_int8(files["fp32"], files["int8"], feeds)
-    return {"data": source, "questions": len(examples), "windows": calibration.windows,
-            "activations": len(calibration.ranges)}
+    feeds = list(validate.calibration_feeds(examples, tokenizer, input_names))
+    windows = sum(len(f[input_names[0]]) for f in feeds)
+    return CalibrationFeeds(feeds, {"data": source, "questions": len(examples), "windows": windows})
+
+
+def _quantize_int8(files: dict[str, Path], feeds: CalibrationFeeds) -> quantize.Calibration:
+    """The int8 file, its activation scales calibrated on the fused fp32 graph."""
+    return quantize.quantize_int8(files["fp32"], files["int8"], feeds.feeds)
+
+
+def _int8_weight_range(files: dict[str, Path], calibration: quantize.Calibration) -> dict:
+    """The int8 weights' saturation check, for the manifest; where int16 pair sums could saturate on a CPU without
+    VNNI, the 7-bit-weight graph (same activation scales) goes into files[NO_VNNI] for the engine to choose there."""
+    import onnx
+
+    weights = quantize.weight_range(onnx.load(str(files["int8"])))
+    if not weights["saturates_without_vnni"]:
+        return {**weights, "decision": "one int8 file for every CPU: its pair sums fit in int16"}
+    path = files[NO_VNNI] = files["int8"].with_name(NO_VNNI_FILE)
+    quantize.quantize_int8(files["fp32"], path, (), reduce_range=True, calibration=calibration)
+    reduced = quantize.weight_range(onnx.load(str(path)))
+    if reduced["saturates_without_vnni"]:
+        raise ValueError(f"{path.name}: 7-bit weights still reach |w| = {reduced['max_abs_weight']}")
+    return {**weights, "no_vnni_max_abs_weight": reduced["max_abs_weight"],
+            "decision": f"{files['int8'].name} (8-bit weights) where the CPU has VNNI or AMX; {path.name} (7-bit "
+                        f"weights, 2 * 255 * {reduced['max_abs_weight']} = {reduced['pair_sum_bound']} <= "
+                        f"{reduced['int16_max']}) elsewhere"}
 
 
 def _validate(
@@ -211,7 +257,7 @@ def _validate(
     input_names: list[str],
     questions: Questions,
     tolerance: validate.Tolerance,
-) -> tuple[dict[str, Outcome], str]:
+) -> tuple[dict[str, Outcome], str, list[str]]:
     """fp32 parity (unfused export vs PyTorch, fused vs unfused; raises when broken), then each other variant
     against fp32."""
     examples, source = validate.validation_examples(questions.data, questions.validation)
@@ -227,9 +273,25 @@ def _validate(
         k = min(validate.PARITY_QUESTIONS, len(examples))
         summary["batch_max_abs_diff"] = validate.batch_gap(session, tokenizer, examples[:k], input_names)
         outcomes["int8"] = Outcome(True, summary, _f1_note(summary))
+    if NO_VNNI in files:
+        summary = validate.compare_to_fp32(sessions.cpu_session(files[NO_VNNI]), reference.answers, tokenizer,
+                                           examples, input_names, decode, "int8")
+        outcomes[NO_VNNI] = Outcome(True, summary, _f1_note(summary))
     if "fp16" in files:
         outcomes["fp16"] = _validate_fp16(files["fp16"], reference.answers, tokenizer, examples, input_names, decode)
-    return outcomes, source
+    return outcomes, source, reference.answers
+
+
+def _validate_openvino(ir: dict, out: Path, reference: list[str], tokenizer: WindowTokenizer, decode: DecodeConfig,
+                       input_names: list[str], questions: Questions) -> None:
+    """Score each OpenVINO IR against the onnxruntime fp32 answers, into its record."""
+    from qa_engine.runners.openvino import load_runner
+
+    examples = validate.usable(validate.validation_examples(questions.data, questions.validation)[0], tokenizer)
+    for precision in openvino_export.IR_FILES:
+        runner = load_runner(out / ir[precision]["file"], precision, tuple(input_names), sessions.physical_cores())
+        ir[precision]["validation"] = validate.compare_to_fp32(runner, reference, tokenizer, examples, input_names,
+                                                               decode, f"openvino {precision}")
 
 
 def _f1_note(summary: dict) -> str:

@@ -16,6 +16,8 @@ from typing import TYPE_CHECKING, Iterable, Iterator
 
 import numpy as np
 
+from qa_engine.runners import int8_kernels
+
 if TYPE_CHECKING:
     import onnx
 
@@ -26,6 +28,8 @@ INT8_PER_CHANNEL = True
 # fp16 stays off where fp32 range or accumulation matters (unfused normalizations and softmax, if any remain).
 FP16_KEEP_FP32 = ("LayerNormalization", "SimplifiedLayerNormalization", "Softmax")
 UINT8_LEVELS = 255  # activations are uint8, as DynamicQuantizeLinear makes them
+U8S8_OPS = ("MatMulIntegerToFloat", "MatMulInteger", "QAttention", "DynamicQuantizeMatMul")
+INT8 = 3  # onnx.TensorProto.INT8
 
 
 class CalibrationError(ValueError):
@@ -48,25 +52,27 @@ class Calibration:
         return np.float32(scale), np.uint8(zero_point)
 
 
-def quantize_int8(src: Path, dst: Path, feeds: Iterable[dict[str, np.ndarray]]) -> Calibration:
-    """int8 for onnxruntime on CPU: int8 per-channel weights, uint8 activations with scales calibrated on `feeds`
-    (model inputs by name, as the engine builds them). Returns the calibration, for the manifest."""
+def quantize_int8(src: Path, dst: Path, feeds: Iterable[dict[str, np.ndarray]], reduce_range: bool = False,
+                  calibration: Calibration | None = None) -> Calibration:
+    """int8 for onnxruntime on CPU: int8 per-channel weights (7-bit with `reduce_range`), uint8 activations with
+    scales calibrated on `feeds` (model inputs by name, as the engine builds them) unless a `calibration` of the
+    same fp32 graph is given. Returns the calibration, for the manifest and for a second int8 graph."""
     import onnx
 
     with tempfile.TemporaryDirectory(prefix="int8-", dir=dst.parent) as tmp:
         dynamic = Path(tmp) / "dynamic.onnx"
-        quantize_dynamic_int8(src, dynamic)
+        quantize_dynamic_int8(src, dynamic, reduce_range)
         model = onnx.load(str(dynamic))
     activations = [n.input[0] for n in model.graph.node if n.op_type == "DynamicQuantizeLinear"]
-    calibration = calibrate(src, activations, feeds)
+    calibration = calibration or calibrate(src, activations, feeds)
     freeze_activation_scales(model, calibration)
     onnx.save(model, str(dst))
-    log.info("int8 graph: %s (%d activation scales from %d calibration windows)", dst.name, len(activations),
-             calibration.windows)
+    log.info("int8 graph: %s (%s weights; %d activation scales from %d calibration windows)", dst.name,
+             "7-bit" if reduce_range else "8-bit", len(activations), calibration.windows)
     return calibration
 
 
-def quantize_dynamic_int8(src: Path, dst: Path) -> None:
+def quantize_dynamic_int8(src: Path, dst: Path, reduce_range: bool = False) -> None:
     """onnxruntime's dynamic int8 graph: the weights quantized, each activation behind a DynamicQuantizeLinear."""
     import onnx
     from onnxruntime.quantization import QuantType, quantize_dynamic
@@ -77,10 +83,30 @@ def quantize_dynamic_int8(src: Path, dst: Path) -> None:
             dst,
             op_types_to_quantize=list(INT8_OP_TYPES),
             per_channel=INT8_PER_CHANNEL,
+            reduce_range=reduce_range,
             weight_type=QuantType.QInt8,
             # ONNX shape inference cannot type the com.microsoft fused ops; without this the quantizer fails on them.
             extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT},
         )
+
+
+def max_abs_weight(model: "onnx.ModelProto") -> int:
+    """The largest |w| among the int8 weights that U8S8 kernels multiply (input 1 of the integer MatMul and
+    attention nodes); 0 when there are none."""
+    from onnx import numpy_helper
+
+    weights = {n.input[1] for n in model.graph.node if n.op_type in U8S8_OPS and len(n.input) > 1}
+    found = [np.abs(numpy_helper.to_array(i).astype(np.int16)).max(initial=0) for i in model.graph.initializer
+             if i.name in weights and i.data_type == INT8]
+    return int(max(found, default=0))
+
+
+def weight_range(model: "onnx.ModelProto") -> dict:
+    """The manifest's record of the saturation check: max|w|, the vpmaddubsw pair-sum bound 2 * 255 * max|w|,
+    the int16 limit, and whether a CPU without VNNI would saturate on these weights."""
+    largest = max_abs_weight(model)
+    return {"max_abs_weight": largest, "pair_sum_bound": int8_kernels.pair_sum_bound(largest),
+            "int16_max": int8_kernels.INT16_MAX, "saturates_without_vnni": int8_kernels.saturates(largest)}
 
 
 def calibrate(model_path: Path, tensors: list[str], feeds: Iterable[dict[str, np.ndarray]]) -> Calibration:

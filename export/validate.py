@@ -345,7 +345,7 @@ def _round_up(value: float) -> str:
 
 
 def compare_to_fp32(
-    session: "ort.InferenceSession",
+    model: "ort.InferenceSession | ModelRunner",
     reference_answers: Sequence[str],
     tokenizer: WindowTokenizer,
     examples: Sequence[Example],
@@ -353,17 +353,19 @@ def compare_to_fp32(
     decode: DecodeConfig,
     precision: str,
 ) -> dict[str, Any]:
-    """A reduced-precision variant against fp32 (`reference_answers`, one per example): identical answers, EM/F1 deltas."""
+    """A reduced-precision variant (an onnxruntime session or any runner) against fp32 (`reference_answers`, one per
+    example): identical answers, EM/F1 deltas."""
     contexts = [ex.context for ex in examples]
     windows = tokenizer.windows([ex.question for ex in examples], contexts)
-    runner = OnnxRunner(session, input_names=tuple(input_names))
+    session = hasattr(model, "get_providers")
+    runner = OnnxRunner(model, input_names=tuple(input_names)) if session else model
     pred = predict(runner, windows, contexts, engine_settings(tokenizer, decode), tokenizer.template.pad_id)
     same = sum(a == b for a, b in zip(pred.answers, reference_answers)) / len(examples)
     em, f1 = _scores(examples, pred.answers)
     em32, f132 = _scores(examples, reference_answers)
     summary = {
         "reference": "fp32",
-        "provider": session.get_providers()[0],
+        "provider": model.get_providers()[0] if session else type(model).__name__,
         "questions": len(examples),
         "answers_identical": round(same, 4),
         "exact_match": em,

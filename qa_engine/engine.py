@@ -20,7 +20,6 @@ from .core.runner import Logits, ModelRunner
 from .core.spans import Answer
 from .core.types import AnswerDict, AnswerResult
 from .core.windows import ContextCache, WindowTokenizer
-from .runners.onnx import OnnxRunner
 
 if TYPE_CHECKING:
     from .serving.batcher import MicroBatcher
@@ -102,9 +101,10 @@ class QAEngine:
                 A folder of that name wins; a repo is downloaded into the hub cache file by file: the
                 manifest, then only the chosen variant's ONNX file, the tokenizer and configs (needs `qa-engine[hub]`).
             provider: "auto" (CUDA when it really runs here and the artifact has a CUDA variant, else CPU),
-                "cpu", "cuda", or a list of onnxruntime providers (names or (name, options) pairs).
-            precision: "int8", "fp16" or "fp32"; None picks the best variant for the device (int8 on CPU,
-                fp16 on CUDA, else fp32).
+                "cpu", "cuda", "openvino" (the artifact's OpenVINO IR from `export --openvino`, on the CPU; needs
+                `qa-engine[openvino]`), or a list of onnxruntime providers (names or (name, options) pairs).
+            precision: "int8", "fp16" or "fp32" ("bf16" too with OpenVINO); None picks the best variant for the
+                device (int8 on CPU and OpenVINO, fp16 on CUDA, else fp32).
             intra_op_threads: onnxruntime threads per model call (default: the physical cores).
             verify: check the manifest's own checksum and every file's SHA-256 against it before loading (the
                 settings are checked against the model graph either way).
@@ -128,7 +128,7 @@ class QAEngine:
             raise TypeError(f"from_pretrained() got unexpected keyword arguments: {', '.join(unknown)}")
         artifact = hub.open_artifact(path_or_repo_id, revision, cache_dir, local_files_only, token)
         manifest = artifact.manifest
-        model = loader.load(artifact, provider, precision, intra_op_threads, verify)
+        model = loader.load_runner(artifact, provider, precision, intra_op_threads, verify)
         window = WindowConfig(
             overrides.pop("max_length", manifest.max_length), overrides.pop("doc_stride", manifest.doc_stride)
         )
@@ -138,10 +138,10 @@ class QAEngine:
             top_k=overrides.pop("top_k", 1),
             handle_impossible_answer=overrides.pop("handle_impossible_answer", False),
         )
-        chosen, device = model.precision, model.device
+        runner = model.runner
+        chosen, device = runner.precision, runner.device
         settings = EngineSettings(window=window, decode=decode, precision=chosen, device=device, **overrides)
-        log.info("loaded %s (%s on %s)", path_or_repo_id, chosen, device)
-        runner = OnnxRunner(model.session, device, chosen, tuple(manifest.input_names))
+        log.info("loaded %s (%s on %s, %s)", path_or_repo_id, chosen, device, type(runner).__name__)
         engine = cls(runner, WindowTokenizer.from_file(model.tokenizer, window), settings)
         if device == "cuda" if warmup is None else warmup:
             engine.warmup()

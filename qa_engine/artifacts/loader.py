@@ -16,8 +16,10 @@ import onnxruntime as ort
 
 from qa_engine.artifacts.manifest import MANIFEST_NAME, Manifest, sha256_file
 from qa_engine.core.config import DecodeConfig, WindowConfig, max_window_length
-from qa_engine.core.constants import PROBE_MODEL, PROVIDERS
-from qa_engine.runners import sessions
+from qa_engine.core.constants import OPENVINO, PROBE_MODEL, PROVIDERS
+from qa_engine.core.runner import ModelRunner
+from qa_engine.runners import int8_kernels, openvino, sessions
+from qa_engine.runners.onnx import OnnxRunner
 
 log = logging.getLogger(__name__)
 
@@ -114,9 +116,15 @@ def support_files(artifact: Artifact, names: Iterable[str] | None = None, verify
 
 
 def variant_file(artifact: Artifact, precision: str, verify: bool = True) -> Path:
-    """The ONNX file of one variant, checked against its checksum."""
+    """The ONNX file of one variant, checked against its checksum; for int8 the file whose kernel path is right for
+    this CPU's flags (int8_kernels), which is logged."""
     variant = artifact.manifest.variants[precision]
-    return checked_file(artifact, variant.file, variant.sha256 if verify else None, f"variants.{precision}.sha256")
+    if precision != "int8":
+        return checked_file(artifact, variant.file, variant.sha256 if verify else None, f"variants.{precision}.sha256")
+    chosen = int8_kernels.choose_int8_file(variant, int8_kernels.cpu_flags())
+    log.log(logging.WARNING if chosen.warn else logging.INFO, "%s", chosen.reason)
+    field = "variants.int8.sha256" if chosen.file == variant.file else "variants.int8.no_vnni.sha256"
+    return checked_file(artifact, chosen.file, chosen.sha256 if verify else None, field)
 
 
 def verify_artifact(artifact: Artifact) -> None:
@@ -194,6 +202,56 @@ def load(artifact: Artifact, provider: Provider = "auto", precision: str | None 
     return Loaded(session, chosen, device, paths[artifact.manifest.tokenizer_file], positions)
 
 
+@dataclass(frozen=True)
+class LoadedRunner:
+    """An artifact's model opened behind the runner seam, with its checked tokenizer and position limit."""
+
+    runner: ModelRunner
+    tokenizer: Path
+    positions: int | None
+
+
+def load_runner(artifact: Artifact, provider: Provider = "auto", precision: str | None = None,
+                threads: int | None = None, verify: bool = True) -> LoadedRunner:
+    """The runner a provider request asks for: the artifact's OpenVINO IR for "openvino", else an onnxruntime
+    session of the chosen variant (`load`)."""
+    if provider != OPENVINO:
+        model = load(artifact, provider, precision, threads, verify)
+        session = OnnxRunner(model.session, model.device, model.precision, tuple(artifact.manifest.input_names))
+        return LoadedRunner(session, model.tokenizer, model.positions)
+    if verify:
+        check_manifest(artifact)
+    paths = support_files(artifact, (artifact.manifest.tokenizer_file, MODEL_CONFIG), verify)
+    ir = openvino_ir(artifact, precision, verify)
+    runner = openvino.load_runner(ir.xml, ir.precision, tuple(artifact.manifest.input_names),
+                                  threads or sessions.physical_cores())
+    return LoadedRunner(runner, paths[artifact.manifest.tokenizer_file], model_positions(paths.get(MODEL_CONFIG)))
+
+
+@dataclass(frozen=True)
+class OpenVinoIR:
+    precision: str
+    xml: Path  # its weights (.bin) checked beside it
+
+
+def openvino_ir(artifact: Artifact, precision: str | None, verify: bool) -> OpenVinoIR:
+    """The checked IR files of the OpenVINO precision asked for (default: the best the artifact has)."""
+    irs = artifact.manifest.openvino
+    if not irs:
+        raise ValueError(f"{artifact.manifest_path}: provider 'openvino' needs an artifact exported with --openvino "
+                         "(field 'openvino' is empty)")
+    have = [p for p in openvino.PRECISIONS if openvino.IR_OF[p] in irs]
+    chosen = precision or have[0]
+    if chosen not in have:
+        raise ValueError(f"precision {chosen!r} not in the artifact's OpenVINO IR (has: {', '.join(have)})")
+    source = openvino.IR_OF[chosen]
+    record = irs[source]
+    xml = checked_file(artifact, record["file"], record["sha256"] if verify else None, f"openvino.{source}.sha256")
+    checked_file(artifact, record["weights"], record["weights_sha256"] if verify else None,
+                 f"openvino.{source}.weights_sha256")
+    return OpenVinoIR(chosen, xml)
+
+
 @functools.lru_cache(maxsize=1)
 def cuda_runs() -> bool:
     """Whether onnxruntime really runs CUDA here, tried on the packaged probe model so that a hub artifact's
@@ -213,7 +271,8 @@ def _open_session(artifact: Artifact, provider: Provider, precision: str | None,
         session = sessions.explicit_session(variant_file(artifact, chosen, verify), provider, threads, chosen)
         return session, chosen, device
     if provider not in PROVIDERS:
-        raise ValueError(f"provider must be 'auto', 'cpu', 'cuda' or a list of onnxruntime providers, got {provider!r}")
+        raise ValueError(f"provider must be 'auto', 'cpu', 'cuda', '{OPENVINO}' or a list of onnxruntime providers, "
+                         f"got {provider!r}")
     cuda_variant = precision in manifest.variants if precision else any(p in manifest.variants for p in PREFERRED["cuda"])
     if provider == "cuda" or (provider == "auto" and cuda_variant):
         chosen = pick_variant(manifest.variants, "cuda", precision)

@@ -37,6 +37,10 @@ class Variant:
     validated: bool = False
     validation: dict[str, Any] = field(default_factory=dict)
     note: str = ""
+    # int8: the largest |weight| the U8S8 kernels multiply and whether int16 pair sums can saturate without VNNI
+    weight_range: dict[str, Any] = field(default_factory=dict)
+    # int8: {"file", "sha256", "validation"} of the 7-bit-weight graph for CPUs without VNNI, where one was needed
+    no_vnni: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -53,6 +57,8 @@ class Manifest:
     versions: dict[str, str] = field(default_factory=dict)
     fusion: dict[str, int] = field(default_factory=dict)
     files: dict[str, str] = field(default_factory=dict)  # SHA-256 of each file besides the variants (tokenizer, configs)
+    # OpenVINO IR per precision ({"file", "sha256", "weights", "weights_sha256", "validation"}), from export --openvino
+    openvino: dict[str, Any] = field(default_factory=dict)
     checksum: str = ""  # SHA-256 of the other fields (see `content_sha256`)
     format: str = FORMAT
     format_version: int = FORMAT_VERSION
@@ -123,9 +129,9 @@ def _is(value: Any, kind: str) -> bool:
 
 FIELD_KINDS = {"model_type": "str", "input_names": "names", "output_names": "names", "tokenizer_file": "str",
                "max_length": "int", "doc_stride": "int", "max_answer_length": "int", "opset": "int?",
-               "files": "str->str", "checksum": "str", "versions": "dict", "fusion": "dict"}
+               "files": "str->str", "checksum": "str", "versions": "dict", "fusion": "dict", "openvino": "dict"}
 VARIANT_KINDS = {"file": "str", "sha256": "str", "providers": "names", "validated": "bool", "validation": "dict",
-                 "note": "str"}
+                 "note": "str", "weight_range": "dict", "no_vnni": "dict"}
 
 
 def _check_types(manifest: Manifest, path: Path) -> None:
@@ -137,7 +143,11 @@ def _check_types(manifest: Manifest, path: Path) -> None:
         if not _is(value, kind):
             raise ValueError(f"{path}: field '{name}' must be {KIND_WORDS[kind]}, got {json.dumps(value)}")
     named = [("tokenizer_file", manifest.tokenizer_file), *((f"files.{n}", n) for n in manifest.files),
-             *((f"variants.{p}.file", v.file) for p, v in manifest.variants.items())]
+             *((f"variants.{p}.file", v.file) for p, v in manifest.variants.items()),
+             *((f"variants.{p}.no_vnni.file", str(v.no_vnni.get("file"))) for p, v in manifest.variants.items()
+               if v.no_vnni),
+             *((f"openvino.{p}.{key}", str(ir.get(key))) for p, ir in manifest.openvino.items()
+               if isinstance(ir, dict) and "file" in ir for key in ("file", "weights"))]
     for name, file in named:
         if not file or Path(file).is_absolute() or ".." in Path(file).parts:
             raise ValueError(f"{path}: field '{name}' names {file!r}, a file outside the artifact")

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator
 from qa_engine.cli.batch_job import BatchJob, Interrupted, Stopped, answered, run, signals_interrupt
 from qa_engine.cli.numbers import non_negative_float, non_negative_int, positive_int
 from qa_engine.core.config import MAX_CONTEXT_CHARS
-from qa_engine.core.constants import PRECISIONS, PROVIDERS
+from qa_engine.core.constants import OPENVINO, OPENVINO_PRECISIONS, PRECISIONS, PROVIDERS
 from qa_engine.core.types import AnswerResult
 from qa_engine.formats.utf8 import read_text
 
@@ -26,9 +26,10 @@ def _add_engine_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", required=True,
                    help="artifact folder written by `qa-engine export`, or a Hugging Face hub repo id (org/name)")
     p.add_argument("--revision", default=None, help="hub branch, tag or commit of a repo id (default: main)")
-    p.add_argument("--provider", default="auto", choices=PROVIDERS)
-    p.add_argument("--precision", default=None, choices=PRECISIONS,
-                   help="model variant (default: int8 on CPU, fp16 on CUDA, else fp32)")
+    p.add_argument("--provider", default="auto", choices=(*PROVIDERS, OPENVINO),
+                   help="openvino: the artifact's OpenVINO IR (export --openvino; pip install 'qa-engine[openvino]')")
+    p.add_argument("--precision", default=None, choices=tuple(dict.fromkeys((*PRECISIONS, *OPENVINO_PRECISIONS))),
+                   help="model variant (default: int8 on CPU and OpenVINO, fp16 on CUDA, else fp32; bf16: OpenVINO)")
     p.add_argument("--top-k", type=positive_int, default=None, help="answers per question (default 1)")
     p.add_argument("--max-answer-length", type=positive_int, default=None, help="tokens (default: the artifact's)")
     p.add_argument("--handle-impossible-answer", action="store_true", default=None)

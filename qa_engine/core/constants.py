@@ -2,7 +2,9 @@
 from __future__ import annotations
 
 PRECISIONS = ("fp32", "int8", "fp16")  # artifact variants, in export order
-PROVIDERS = ("auto", "cpu", "cuda")  # the engine's provider shorthands
+PROVIDERS = ("auto", "cpu", "cuda")  # the engine's onnxruntime provider shorthands
+OPENVINO = "openvino"  # the provider name of the artifact's OpenVINO IR (qa_engine.runners.openvino)
+OPENVINO_PRECISIONS = ("int8", "fp32", "bf16")  # what the OpenVINO runner runs, best first
 
 # the reference task's window and decode settings (KorQuAD 1.0, as Hugging Face's run_qa)
 MAX_LENGTH = 384

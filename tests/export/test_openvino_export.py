@@ -1,0 +1,51 @@
+"""export --openvino: the IR reproduces the PyTorch model's logits and int8 calibrates on the given windows."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from qa_engine.artifacts.manifest import sha256_file
+
+ov = pytest.importorskip("openvino")
+pytest.importorskip("nncf")
+
+
+def _tiny_distilbert():
+    import torch
+    from transformers import DistilBertConfig, DistilBertForQuestionAnswering
+
+    torch.manual_seed(0)
+    config = DistilBertConfig(vocab_size=64, dim=32, n_layers=1, n_heads=2, hidden_dim=64, max_position_embeddings=64)
+    return DistilBertForQuestionAnswering(config).eval()
+
+
+def _feeds(n: int) -> list[dict[str, np.ndarray]]:
+    rng = np.random.default_rng(0)
+    return [{"input_ids": rng.integers(0, 64, (2, 12), dtype=np.int64),
+             "attention_mask": np.ones((2, 12), dtype=np.int64)} for _ in range(n)]
+
+
+@pytest.mark.slow
+def test_the_ir_matches_pytorch_and_is_recorded_with_checksums(tmp_path: Path):
+    import torch
+
+    from qa_engine.export import openvino as openvino_export
+    from qa_engine.runners.openvino import load_runner
+
+    model, names = _tiny_distilbert(), ("input_ids", "attention_mask")
+    record = openvino_export.write_ir(model, names, _feeds(3), tmp_path, {"windows": 6})
+    assert set(openvino_export.IR_FILES) <= set(record) and record["calibration"] == {"windows": 6}
+    for precision in openvino_export.IR_FILES:
+        files = record[precision]
+        assert sha256_file(tmp_path / files["file"]) == files["sha256"]
+        assert sha256_file(tmp_path / files["weights"]) == files["weights_sha256"]
+    feed = _feeds(1)[0]
+    with torch.inference_mode():
+        want = model(**{k: torch.from_numpy(v) for k, v in feed.items()})
+    start, end = load_runner(tmp_path / record["fp32"]["file"], "fp32", names, 1).run(feed)
+    np.testing.assert_allclose(start, want.start_logits.numpy(), atol=1e-4)
+    np.testing.assert_allclose(end, want.end_logits.numpy(), atol=1e-4)
+    int8_start, _ = load_runner(tmp_path / record["int8"]["file"], "int8", names, 1).run(feed)
+    assert int8_start.shape == start.shape and np.isfinite(int8_start).all()
