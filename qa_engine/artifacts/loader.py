@@ -131,8 +131,15 @@ def verify_artifact(artifact: Artifact) -> None:
     """Check the manifest and every file of the artifact against their checksums (before an upload)."""
     check_manifest(artifact)
     support_files(artifact)
-    for precision in artifact.manifest.variants:
-        variant_file(artifact, precision)
+    for precision, variant in artifact.manifest.variants.items():
+        checked_file(artifact, variant.file, variant.sha256, f"variants.{precision}.sha256")
+        if variant.no_vnni:
+            checked_file(artifact, variant.no_vnni["file"], variant.no_vnni["sha256"],
+                         f"variants.{precision}.no_vnni.sha256")
+    for precision, ir in artifact.manifest.openvino.items():
+        if isinstance(ir, dict) and "file" in ir:
+            checked_file(artifact, ir["file"], ir["sha256"], f"openvino.{precision}.sha256")
+            checked_file(artifact, ir["weights"], ir["weights_sha256"], f"openvino.{precision}.weights_sha256")
 
 
 def model_positions(config: Path | None) -> int | None:

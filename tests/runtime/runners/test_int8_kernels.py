@@ -86,7 +86,7 @@ def _with_no_vnni_file(folder: Path, sha256: str | None = None) -> Path:
 def test_the_engine_loads_and_logs_the_file_the_cpu_flags_choose(monkeypatch, caplog, tmp_path):
     artifact = _with_no_vnni_file(build_random_artifact(tmp_path / "art"))
     monkeypatch.setattr(int8_kernels, "cpu_flags", lambda: frozenset(MILAN))
-    with caplog.at_level(logging.INFO, logger="qa_engine.engine"):
+    with caplog.at_level(logging.INFO, logger="qa_engine.artifacts.loader"):
         QAEngine.from_pretrained(artifact, provider="cpu", precision="int8")
     assert any("vpmaddubsw" in r.getMessage() and "model.int8.no-vnni.onnx" in r.getMessage() for r in caplog.records)
 
@@ -98,3 +98,11 @@ def test_the_engine_opens_the_7_bit_file_only_without_vnni(monkeypatch, tmp_path
     monkeypatch.setattr(int8_kernels, "cpu_flags", lambda: frozenset(MILAN))
     with pytest.raises(ValueError, match="no-vnni.onnx: checksum"):
         QAEngine.from_pretrained(artifact, provider="cpu", precision="int8")
+
+
+def test_a_push_checks_the_7_bit_file_too(tmp_path):
+    from qa_engine.artifacts import loader
+
+    artifact = _with_no_vnni_file(build_random_artifact(tmp_path / "art"), sha256="0" * 64)
+    with pytest.raises(ValueError, match="no_vnni.sha256"):
+        loader.verify_artifact(loader.local_artifact(artifact))
