@@ -24,7 +24,8 @@ from qa_engine.benchmarks.systems import (
     systems_for,
 )
 
-CPU_SYSTEMS = ("hf-fp32", "hf-bf16", "optimum-fp32", "optimum-int8", "engine-fp32", "engine-int8")
+CPU_SYSTEMS = ("hf-fp32", "hf-bf16", "optimum-fp32", "optimum-int8", "openvino-fp32", "openvino-int8", "openvino-bf16",
+               "engine-fp32", "engine-int8")
 CUDA_SYSTEMS = ("hf-cuda-fp16", "hf-cuda-fp32", "optimum-cuda-fp32", "engine-cuda-fp16", "engine-cuda-fp32")
 GPU_PEAKS = {"fp16": 700e12, "fp32": 50e12, "tf32": 350e12}
 SHAPE = ModelShape(6, 768, 12, 3072, 119547)
@@ -37,7 +38,8 @@ def _args(*argv: str) -> argparse.Namespace:
 
 
 def test_each_device_runs_its_own_systems():
-    assert systems_for("cpu") == CPU_SYSTEMS and BenchConfig(data="d", out=Path("o")).systems == CPU_SYSTEMS
+    assert systems_for("cpu") == CPU_SYSTEMS
+    assert set(BenchConfig(data="d", out=Path("o")).systems) <= set(CPU_SYSTEMS)
     assert systems_for("cuda") == CUDA_SYSTEMS
     assert BenchConfig(data="d", out=Path("o"), device="cuda").systems == CUDA_SYSTEMS
     assert {SYSTEMS[n].precision for n in CUDA_SYSTEMS} == {"fp16", "fp32"}
