@@ -18,7 +18,7 @@ from qa_engine.formats.squad import Example
 
 from . import environments, optimum_export
 from .flops import ModelShape
-from .optimum_export import OPTIMUM_FP32, OPTIMUM_INT8
+from .optimum_export import OPTIMUM_INT8, OPTIMUM_O4
 
 log = logging.getLogger(__name__)
 
@@ -112,13 +112,15 @@ def build_speed_checkpoint(out: Path, examples: Sequence[Example], seed: int) ->
     return {"tokens_per_char": ratio, "vocab_size": tok.get_vocab_size()}
 
 
-def export_optimum(checkpoint: Path, out: Path, per_channel: bool, quantize: bool, workdir: Path) -> None:
+def export_optimum(checkpoint: Path, out: Path, per_channel: bool, quantize: bool, workdir: Path,
+                   o4: bool = False) -> None:
     """Optimum's own export (benchmarks/optimum_export.py), in the interpreter the Optimum peer runs in."""
     python = environments.interpreter("optimum", workdir)
     if python == sys.executable:
-        optimum_export.export_optimum(checkpoint, out, per_channel, quantize)
+        optimum_export.export_optimum(checkpoint, out, per_channel, quantize, o4)
         return
-    args = [str(checkpoint), str(out), *["--per-tensor"] * (not per_channel), *["--no-int8"] * (not quantize)]
+    args = [str(checkpoint), str(out), *["--per-tensor"] * (not per_channel), *["--no-int8"] * (not quantize),
+            *["--o4"] * o4]
     environments.run_module(python, "qa_engine.benchmarks.optimum_export", args, f"Optimum's export of {checkpoint}")
 
 
@@ -135,11 +137,11 @@ def _prepare(role: str, description: str, folder: Path, checkpoint: Path, random
         log.info("%s model: exporting the qa-engine artifact (%s)", role, ", ".join(precisions))
         export_artifact(checkpoint, artifact, precisions=precisions, force=True,
                         max_validation=EXPORT_VALIDATION_QUESTIONS)
-    quantize = device == "cpu"
-    if not (optimum / (OPTIMUM_INT8 if quantize else OPTIMUM_FP32)).is_file():
+    quantize, o4 = device == "cpu", device == "cuda"
+    if not (optimum / (OPTIMUM_INT8 if quantize else OPTIMUM_O4)).is_file():
         log.info("%s model: exporting with Optimum (fp32%s)", role,
-                 f", dynamic int8 per_channel={per_channel}" if quantize else "")
-        export_optimum(checkpoint, optimum, per_channel, quantize, folder.parent)
+                 f", dynamic int8 per_channel={per_channel}" if quantize else ", O4 fp16")
+        export_optimum(checkpoint, optimum, per_channel, quantize, folder.parent, o4=o4)
     shape = ModelShape.from_config(AutoConfig.from_pretrained(checkpoint, local_files_only=True))
     model = PreparedModel(role, description, checkpoint, artifact, optimum, shape, random_weights, **extra)
     (folder / INFO_FILES[device]).write_text(json.dumps(model.as_dict(), indent=1), encoding="utf-8")

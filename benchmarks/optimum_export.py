@@ -1,6 +1,7 @@
-"""Optimum's own export of a checkpoint: ORTModelForQuestionAnswering (fp32) and ORTQuantizer dynamic int8
-(avx512_vnni). Run in the Optimum peer's interpreter (benchmarks/environments.py):
-`python -m qa_engine.benchmarks.optimum_export CHECKPOINT OUT [--per-tensor] [--no-int8]`."""
+"""Optimum's own export of a checkpoint: ORTModelForQuestionAnswering (fp32), ORTQuantizer dynamic int8
+(avx512_vnni) for CPU, ORTOptimizer O4 (fused graph in fp16) for CUDA. Run in the Optimum peer's interpreter
+(benchmarks/environments.py):
+`python -m qa_engine.benchmarks.optimum_export CHECKPOINT OUT [--per-tensor] [--no-int8] [--o4]`."""
 from __future__ import annotations
 
 import argparse
@@ -12,6 +13,8 @@ from qa_engine.artifacts.atomic import atomic_dir
 
 OPTIMUM_FP32 = "model.onnx"
 OPTIMUM_INT8 = "model_quantized.onnx"
+OPTIMUM_O4 = "model_optimized.onnx"  # ORTOptimizer's name for its output
+OPTIMUM_FILES = {"fp32": OPTIMUM_FP32, "int8": OPTIMUM_INT8, "fp16": OPTIMUM_O4}  # by the system's precision
 
 
 def register_tiny_model() -> None:
@@ -31,10 +34,11 @@ def register_tiny_model() -> None:
     TasksManager.infer_library_from_model = classmethod(library)
 
 
-def export_optimum(checkpoint: Path, out: Path, per_channel: bool, quantize: bool = True) -> None:
-    """Optimum's fp32 export into `out` (atomically) and, when `quantize`, its dynamic int8 beside it."""
-    from optimum.onnxruntime import ORTModelForQuestionAnswering, ORTQuantizer
-    from optimum.onnxruntime.configuration import AutoQuantizationConfig
+def export_optimum(checkpoint: Path, out: Path, per_channel: bool, quantize: bool = True, o4: bool = False) -> None:
+    """Optimum's fp32 export into `out` (atomically) and, when `quantize`, its dynamic int8 beside it; when `o4`,
+    its O4 graph (Optimum's most aggressive GPU level: fusions plus fp16 weights and activations)."""
+    from optimum.onnxruntime import ORTModelForQuestionAnswering, ORTOptimizer, ORTQuantizer
+    from optimum.onnxruntime.configuration import AutoOptimizationConfig, AutoQuantizationConfig
     from transformers import AutoTokenizer
 
     register_tiny_model()
@@ -43,6 +47,11 @@ def export_optimum(checkpoint: Path, out: Path, per_channel: bool, quantize: boo
         model.save_pretrained(tmp)
         AutoTokenizer.from_pretrained(checkpoint, local_files_only=True).save_pretrained(tmp)
         del model
+        if o4:
+            optimizer = ORTOptimizer.from_pretrained(tmp, file_names=[OPTIMUM_FP32])
+            optimizer.optimize(save_dir=tmp, optimization_config=AutoOptimizationConfig.O4(for_gpu=True))
+            if not (tmp / OPTIMUM_O4).is_file():
+                raise RuntimeError(f"ORTOptimizer wrote no {OPTIMUM_O4} in {tmp}")
         if not quantize:
             return
         quantizer = ORTQuantizer.from_pretrained(tmp, file_name=OPTIMUM_FP32)
@@ -57,10 +66,11 @@ def main(argv: list[str]) -> int:
     p.add_argument("checkpoint", type=Path)
     p.add_argument("out", type=Path)
     p.add_argument("--per-tensor", action="store_true", help="int8 weights per tensor (default: per channel)")
-    p.add_argument("--no-int8", action="store_true", help="fp32 only")
+    p.add_argument("--no-int8", action="store_true", help="no dynamic int8 file")
+    p.add_argument("--o4", action="store_true", help="also Optimum's O4 fp16 graph (for CUDA)")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    export_optimum(args.checkpoint, args.out, per_channel=not args.per_tensor, quantize=not args.no_int8)
+    export_optimum(args.checkpoint, args.out, per_channel=not args.per_tensor, quantize=not args.no_int8, o4=args.o4)
     return 0
 
 

@@ -57,6 +57,7 @@ SYSTEMS: dict[str, SystemSpec] = {
         SystemSpec("hf-cuda-fp32", "hf", "fp32", "HF pipeline, PyTorch fp32 (CUDA)", "cuda"),
         # onnxruntime's CUDA provider runs fp32 MatMuls in TF32 unless told not to (use_tf32), and Optimum does not
         SystemSpec("optimum-cuda-fp32", "optimum", "fp32", "HF pipeline, Optimum ORT fp32 (CUDA)", "cuda", "tf32"),
+        SystemSpec("optimum-cuda-o4", "optimum", "fp16", "HF pipeline, Optimum ORT O4 fp16 (CUDA)", "cuda"),
         SystemSpec("engine-cuda-fp16", "engine", "fp16", "qa-engine fp16 (CUDA)", "cuda"),
         SystemSpec("engine-cuda-fp32", "engine", "fp32", "qa-engine fp32 (CUDA)", "cuda"),
     )

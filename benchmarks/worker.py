@@ -20,7 +20,7 @@ import psutil
 
 from .environments import software
 from .hardware import gpu_memory_mb
-from .optimum_export import OPTIMUM_FP32, OPTIMUM_INT8
+from .optimum_export import OPTIMUM_FILES
 from .systems import SYSTEMS, Runner, load_engine, load_hf, load_openvino, load_optimum
 from .workload import Workload
 
@@ -54,7 +54,7 @@ def load(system: str, model: dict) -> Runner:
     if spec.family == "hf":
         return load_hf(spec, Path(model["checkpoint"]))
     if spec.family == "optimum":
-        return load_optimum(spec, Path(model["optimum"]), OPTIMUM_INT8 if spec.precision == "int8" else OPTIMUM_FP32)
+        return load_optimum(spec, Path(model["optimum"]), OPTIMUM_FILES[spec.precision])
     if spec.family == "openvino":
         return load_openvino(spec, Path(model["artifact"]), Path(model["openvino"]))
     return load_engine(spec, Path(model["artifact"]))

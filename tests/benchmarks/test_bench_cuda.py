@@ -26,7 +26,8 @@ from qa_engine.benchmarks.systems import (
 
 CPU_SYSTEMS = ("hf-fp32", "hf-bf16", "optimum-fp32", "optimum-int8", "openvino-fp32", "openvino-int8", "openvino-bf16",
                "engine-fp32", "engine-int8")
-CUDA_SYSTEMS = ("hf-cuda-fp16", "hf-cuda-fp32", "optimum-cuda-fp32", "engine-cuda-fp16", "engine-cuda-fp32")
+CUDA_SYSTEMS = ("hf-cuda-fp16", "hf-cuda-fp32", "optimum-cuda-fp32", "optimum-cuda-o4", "engine-cuda-fp16",
+                "engine-cuda-fp32")
 GPU_PEAKS = {"fp16": 700e12, "fp32": 50e12, "tf32": 350e12}
 SHAPE = ModelShape(6, 768, 12, 3072, 119547)
 
@@ -81,9 +82,10 @@ def test_cuda_jobs_add_the_concurrency_job_and_limit_accuracy_questions(tmp_path
                       repeats=2, accuracy_questions=300, clients=64)
     jobs = plan_jobs(cfg, separate_accuracy=True)
     roles = [j.role for j in jobs]
-    assert roles == ["speed"] * 10 + ["concurrency"] + ["accuracy"] * 5
-    assert jobs[10] == Job("engine-cuda-fp16", "concurrency", 0, ())
-    assert jobs[5].batch_sizes == (256,) and jobs[0].batch_sizes == (1, 32, 256)
+    n = len(CUDA_SYSTEMS)
+    assert roles == ["speed"] * 2 * n + ["concurrency"] + ["accuracy"] * n
+    assert jobs[2 * n] == Job("engine-cuda-fp16", "concurrency", 0, ())
+    assert jobs[n].batch_sizes == (256,) and jobs[0].batch_sizes == (1, 32, 256)
     model = type("M", (), {"checkpoint": Path("c"), "artifact": Path("a"), "optimum": Path("o")})()
     accuracy = job_spec(jobs[-1], model, tmp_path / "w.json", cfg, tmp_path)
     speed = job_spec(jobs[0], model, tmp_path / "w.json", cfg, tmp_path)
@@ -428,7 +430,7 @@ def test_cuda_report_renders_every_gpu_section(gpu_result, tmp_path):
         assert (tmp_path / name).stat().st_size > 0
 
 
-def test_cuda_models_get_their_own_fp16_artifact_and_unquantized_optimum_export(monkeypatch, tmp_path):
+def test_cuda_models_get_their_own_fp16_artifact_and_optimum_o4_export(monkeypatch, tmp_path):
     import qa_engine.export.pipeline
     from qa_engine.benchmarks import models
     from transformers import DistilBertConfig
@@ -440,13 +442,14 @@ def test_cuda_models_get_their_own_fp16_artifact_and_unquantized_optimum_export(
         Path(out).mkdir(parents=True)
         (Path(out) / "qa_engine.json").write_text("{}")
 
-    def fake_optimum(checkpoint, out, per_channel, quantize, workdir):
-        calls.append(("optimum", quantize))
+    def fake_optimum(checkpoint, out, per_channel, quantize, workdir, o4=False):
+        calls.append(("optimum", quantize, o4))
         assert workdir == work.resolve()
         out.mkdir(parents=True, exist_ok=True)
-        (out / models.OPTIMUM_FP32).write_text("")
         if quantize:
             (out / models.OPTIMUM_INT8).write_text("")
+        if o4:
+            (out / models.OPTIMUM_O4).write_text("")
 
     monkeypatch.setattr(qa_engine.export.pipeline, "export_artifact", fake_artifact)
     monkeypatch.setattr(models, "export_optimum", fake_optimum)
@@ -454,10 +457,10 @@ def test_cuda_models_get_their_own_fp16_artifact_and_unquantized_optimum_export(
     DistilBertConfig(vocab_size=100, dim=32, n_layers=1, n_heads=2, hidden_dim=64).save_pretrained(checkpoint)
     work = tmp_path / "work"
     cuda = models.checkpoint_model(work, "accuracy", checkpoint, True, "cuda")
-    assert calls == [("artifact", "artifact-cuda", ("fp32", "fp16")), ("optimum", False)]
+    assert calls == [("artifact", "artifact-cuda", ("fp32", "fp16")), ("optimum", False, True)]
     assert cuda.artifact.name == "artifact-cuda" and cuda.shape.hidden == 32
     cpu = models.checkpoint_model(work, "accuracy", checkpoint, True, "cpu")
-    assert calls[2:] == [("artifact", "artifact", ("fp32", "int8")), ("optimum", True)]
+    assert calls[2:] == [("artifact", "artifact", ("fp32", "int8")), ("optimum", True, False)]
     assert cpu.artifact.name == "artifact"
     calls.clear()
     assert models.checkpoint_model(work, "accuracy", checkpoint, True, "cuda") == cuda and calls == []
