@@ -22,10 +22,15 @@ def register_tiny_model() -> None:
     inputs by model type (BERT's, under another name) and its library by the class's module (transformers')."""
     from optimum.exporters.onnx.model_configs import BertOnnxConfig
     from optimum.exporters.tasks import TasksManager
+    from optimum.onnxruntime.utils import ORTConfigManager
+    from optimum.utils.normalized_config import NormalizedConfigManager
     from qa_engine.train import relbert
 
     register = TasksManager.create_register("onnx", overwrite_existing=True)
     register(relbert.MODEL_TYPE, "question-answering")(type("RelBertOnnxConfig", (BertOnnxConfig,), {}))
+    # ORTOptimizer (O4) reads a model type's config fields and fusion family from these tables: BERT's
+    NormalizedConfigManager._conf[relbert.MODEL_TYPE] = NormalizedConfigManager._conf["bert"]
+    ORTConfigManager._conf[relbert.MODEL_TYPE] = "bert"
     infer = TasksManager.infer_library_from_model.__func__
 
     def library(cls, model, *args, **kwargs):
