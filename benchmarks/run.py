@@ -15,9 +15,11 @@ import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Sequence
 
 from qa_engine.artifacts.atomic import atomic_write_text
 from qa_engine.artifacts.manifest import installed_versions
+from qa_engine.formats.squad import Example
 
 from . import analysis, environments
 from .decoder import decoder_benchmark
@@ -259,32 +261,26 @@ def cuda_notes() -> list[str]:
     ]
 
 
-def run(cfg: BenchConfig, progress: bool = True) -> dict:
-    """Everything `qa-engine bench` does; returns the result dict that report.py renders."""
-    from tqdm import tqdm
-
-    cfg.workdir.mkdir(parents=True, exist_ok=True)
-    for family in sorted({SYSTEMS[s].family for s in cfg.systems} - {"engine"}):  # made now, not mid-run
-        log.info("%s systems run in %s", family, environments.interpreter(family, cfg.workdir))
-    work, examples = load_workload(cfg.data, cfg.questions, cfg.seed)
+def _models(cfg: BenchConfig, examples: Sequence[Example]) -> tuple[PreparedModel, PreparedModel]:
+    """The speed model and the accuracy model (the same one when the user gave a checkpoint), built or cached."""
     if cfg.model is not None:
-        speed = accuracy = checkpoint_model(cfg.workdir, "speed", cfg.model, cfg.optimum_per_channel, cfg.device)
-    else:
-        speed = speed_model(cfg.workdir, cfg.data, examples, cfg.seed, cfg.optimum_per_channel, cfg.device)
-        trained = cfg.accuracy_model or tiny_bert_checkpoint(cfg.workdir, quick=cfg.quick)
-        accuracy = checkpoint_model(cfg.workdir, "accuracy", trained, cfg.optimum_per_channel, cfg.device)
-    openvino = prepare_openvino(cfg, [speed, accuracy])
-    cpu = cpu_info()
-    gpu = gpu_info() if cfg.device == "cuda" else None
-    peaks_start = _peaks(cfg)
+        speed = checkpoint_model(cfg.workdir, "speed", cfg.model, cfg.optimum_per_channel, cfg.device)
+        return speed, speed
+    speed = speed_model(cfg.workdir, cfg.data, examples, cfg.seed, cfg.optimum_per_channel, cfg.device)
+    trained = cfg.accuracy_model or tiny_bert_checkpoint(cfg.workdir, quick=cfg.quick)
+    return speed, checkpoint_model(cfg.workdir, "accuracy", trained, cfg.optimum_per_channel, cfg.device)
+
+
+def _run_jobs(cfg: BenchConfig, jobs: list[Job], speed: PreparedModel, accuracy: PreparedModel, logs: Path,
+              progress: bool) -> tuple[dict[str, dict[str, list[dict]]], dict[str, str]]:
+    """Each job in a fresh process, its result kept in `logs` (a resumed run reuses it); a failed job's system is
+    skipped from then on and its error kept for the report."""
+    from tqdm import tqdm
 
     roles = ("speed", "accuracy", "concurrency") if cfg.device == "cuda" else ("speed", "accuracy")
     runs: dict[str, dict[str, list[dict]]] = {role: {} for role in roles}
     errors: dict[str, str] = {}
-    jobs = plan_jobs(cfg, accuracy is not speed)
-    logs = run_dir(cfg, work, speed, accuracy)
     workload_file = logs / "workload.json"
-    work.to_json(workload_file)
     bar = tqdm(jobs, desc="bench", unit="job", disable=not progress)
     for job in bar:
         bar.set_postfix_str(job.name)
@@ -307,37 +303,68 @@ def run(cfg: BenchConfig, progress: bool = True) -> dict:
         result["load_1m_after"] = os.getloadavg()[0]
         atomic_write_text(done, json.dumps(result, ensure_ascii=False))
         runs[job.role].setdefault(job.system, []).append(result)
-    peaks_end = _peaks(cfg)
-    peaks = {k: max(peaks_start[k], peaks_end[k]) for k in peaks_start}
-    decoder = _decoder(cfg, speed.checkpoint, sample(examples, DECODER_QUESTIONS, cfg.seed, cfg.data), logs)
-    host_work = sample(examples, WINDOW_QUESTIONS, cfg.seed, cfg.data)
-    windows = windows_benchmark(speed.checkpoint / "tokenizer.json", host_work)
-    host = host_benchmark(speed.checkpoint / "tokenizer.json", host_work)
-    profiles = {p: profile_engine(speed.artifact, p, work.head(PROFILE_QUESTIONS), speed.shape, cfg.target_batch)
-                for p in ("int8", "fp32") if f"engine-{p}" in cfg.systems}
+    return runs, errors
 
-    systems = {n: analysis.summarize_system(n, r, speed.shape, peaks) for n, r in runs["speed"].items()}
-    ratios = analysis.ratios(systems)
+
+def _host_figures(cfg: BenchConfig, speed: PreparedModel, work: Workload, examples: Sequence[Example],
+                  logs: Path) -> dict:
+    """The host-side benchmarks: span decoder, window building, the pipeline beside a simulated GPU, and the
+    onnxruntime profile of qa-engine's sessions."""
+    host_work = sample(examples, WINDOW_QUESTIONS, cfg.seed, cfg.data)
+    return {
+        "decoder": _decoder(cfg, speed.checkpoint, sample(examples, DECODER_QUESTIONS, cfg.seed, cfg.data), logs),
+        "windows": windows_benchmark(speed.checkpoint / "tokenizer.json", host_work),
+        "host": host_benchmark(speed.checkpoint / "tokenizer.json", host_work),
+        "ort_profile": {p: profile_engine(speed.artifact, p, work.head(PROFILE_QUESTIONS), speed.shape,
+                                          cfg.target_batch)
+                        for p in ("int8", "fp32") if f"engine-{p}" in cfg.systems},
+    }
+
+
+def _answer_figures(cfg: BenchConfig, runs: dict, work: Workload, separate: bool) -> tuple[dict, dict, int]:
+    """Agreement with HF fp32 and EM/F1 at the target batch on the accuracy model, agreement on the speed model,
+    and how many questions the accuracy figures cover."""
     tb = str(cfg.target_batch)
-    separate = accuracy is not speed
     acc_runs = runs["accuracy"] if separate else runs["speed"]
     acc_ids = work.ids[: cfg.accuracy_questions] if separate and cfg.accuracy_questions else work.ids
     answers = {n: r[0]["batches"][tb]["answers"] for n, r in acc_runs.items() if tb in r[0]["batches"]}
     speed_answers = {n: r[0]["batches"][tb]["answers"] for n, r in runs["speed"].items() if tb in r[0]["batches"]}
     speed_agreement = {n: a["agreement_with_hf_fp32"]
                        for n, a in analysis.agreement(speed_answers, work.ids, work.references).items()}
-    accuracy_figures = analysis.agreement(answers, acc_ids, work.references)
-    concurrency = {n: r[0]["concurrency"] for n, r in runs.get("concurrency", {}).items()}
+    return analysis.agreement(answers, acc_ids, work.references), speed_agreement, len(acc_ids)
+
+
+def run(cfg: BenchConfig, progress: bool = True) -> dict:
+    """Everything `qa-engine bench` does; returns the result dict that report.py renders."""
+    cfg.workdir.mkdir(parents=True, exist_ok=True)
+    for family in sorted({SYSTEMS[s].family for s in cfg.systems} - {"engine"}):  # made now, not mid-run
+        log.info("%s systems run in %s", family, environments.interpreter(family, cfg.workdir))
+    work, examples = load_workload(cfg.data, cfg.questions, cfg.seed)
+    speed, accuracy = _models(cfg, examples)
+    openvino = prepare_openvino(cfg, [speed, accuracy])
+    cpu = cpu_info()
+    gpu = gpu_info() if cfg.device == "cuda" else None
+    peaks_start = _peaks(cfg)
+    logs = run_dir(cfg, work, speed, accuracy)
+    work.to_json(logs / "workload.json")
+    runs, errors = _run_jobs(cfg, plan_jobs(cfg, accuracy is not speed), speed, accuracy, logs, progress)
+    peaks_end = _peaks(cfg)
+    peaks = {k: max(peaks_start[k], peaks_end[k]) for k in peaks_start}
+    host = _host_figures(cfg, speed, work, examples, logs)
+
+    systems = {n: analysis.summarize_system(n, r, speed.shape, peaks) for n, r in runs["speed"].items()}
+    ratios = analysis.ratios(systems)
+    accuracy_figures, speed_agreement, accuracy_questions = _answer_figures(cfg, runs, work, accuracy is not speed)
     if cfg.device == "cuda":
         targets = analysis.cuda_targets(systems, ratios, accuracy_figures, cfg.target_batch)
     else:
-        targets = analysis.targets(systems, ratios, decoder, cfg.target_batch)
+        targets = analysis.targets(systems, ratios, host["decoder"], cfg.target_batch)
     hardware = {"cpu": cpu, "peaks": peaks, "peaks_start": peaks_start, "peaks_end": peaks_end,
                 "gemm_size": cfg.gemm_size}
     device_meta = {}
     if cfg.device == "cuda":
         hardware["gpu"] = gpu
-        device_meta = {"device": "cuda", "accuracy_questions": len(acc_ids), "clients": cfg.clients}
+        device_meta = {"device": "cuda", "accuracy_questions": accuracy_questions, "clients": cfg.clients}
     return {
         "meta": {
             "command": cfg.command, "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
@@ -354,11 +381,9 @@ def run(cfg: BenchConfig, progress: bool = True) -> dict:
         "ratios": ratios,
         "accuracy": accuracy_figures,
         "speed_model_agreement": speed_agreement,
-        "decoder": decoder,
-        "windows": windows,
-        "host": host,
-        "ort_profile": profiles,
-        **({"concurrency": concurrency} if cfg.device == "cuda" else {}),
+        **host,
+        **({"concurrency": {n: r[0]["concurrency"] for n, r in runs.get("concurrency", {}).items()}}
+           if cfg.device == "cuda" else {}),
         "targets": targets,
         "software": {n: rs[0]["software"] for n, rs in runs["speed"].items() if "software" in rs[0]},
         "errors": errors,

@@ -141,6 +141,32 @@ class Outcome(NamedTuple):
     note: str = ""
 
 
+def _variants(files: dict[str, Path], precisions: tuple[str, ...], outcomes: dict[str, Outcome],
+              source: str) -> dict[str, Variant]:
+    """The manifest's entry per shipped precision: file, checksum, providers and how it was validated."""
+    return {
+        p: Variant(
+            file=files[p].name,
+            sha256=sha256_file(files[p]),
+            providers=PROVIDERS[p],
+            validated=outcomes[p].validated,
+            validation={**outcomes[p].summary, "data": source} if outcomes[p].summary else {},
+            note=outcomes[p].note,
+        )
+        for p in precisions
+    }
+
+
+def _record_int8(variant: Variant, files: dict[str, Path], outcomes: dict[str, Outcome], source: str,
+                 calibration: quantize.Calibration, record: dict, weights: dict) -> None:
+    """The int8 variant's calibration, weight range and, where written, its 7-bit twin for CPUs without VNNI."""
+    variant.validation["calibration"] = {**record, "activations": len(calibration.ranges)}
+    variant.weight_range = weights
+    if NO_VNNI in files:
+        variant.no_vnni = {"file": files[NO_VNNI].name, "sha256": sha256_file(files[NO_VNNI]),
+                           "validation": {**outcomes[NO_VNNI].summary, "data": source}}
+
+
 def _build(
     checkpoint: onnx_export.Checkpoint,
     out: Path,
@@ -175,23 +201,9 @@ def _build(
                                             tolerance)
     if ir:
         _validate_openvino(ir, out, reference, tokenizer, decode, graph.input_names, questions)
-    variants = {
-        p: Variant(
-            file=files[p].name,
-            sha256=sha256_file(files[p]),
-            providers=PROVIDERS[p],
-            validated=outcomes[p].validated,
-            validation={**outcomes[p].summary, "data": source} if outcomes[p].summary else {},
-            note=outcomes[p].note,
-        )
-        for p in precisions
-    }
+    variants = _variants(files, precisions, outcomes, source)
     if int8 is not None:
-        variants["int8"].validation["calibration"] = {**feeds.record, "activations": len(int8.ranges)}
-        variants["int8"].weight_range = weights
-        if NO_VNNI in files:
-            variants["int8"].no_vnni = {"file": files[NO_VNNI].name, "sha256": sha256_file(files[NO_VNNI]),
-                                        "validation": {**outcomes[NO_VNNI].summary, "data": source}}
+        _record_int8(variants["int8"], files, outcomes, source, int8, feeds.record, weights)
     return Manifest(
         model_type=checkpoint.model_type,
         input_names=graph.input_names,

@@ -147,69 +147,96 @@ def calibrate(model_path: Path, tensors: list[str], feeds: Iterable[dict[str, np
     return Calibration({t: (low[t], high[t]) for t in tensors}, windows)
 
 
+@dataclass
+class _GraphIndex:
+    """Who produces and who consumes each tensor of a graph, and the constant tensors' shapes."""
+
+    nodes: list
+    producer: dict[str, "onnx.NodeProto"]
+    consumers: dict[str, list]
+    constants: dict[str, tuple[int, ...]]
+    outputs: set[str]
+
+    @classmethod
+    def of(cls, graph: "onnx.GraphProto") -> "_GraphIndex":
+        nodes = list(graph.node)
+        consumers: dict[str, list] = {}
+        for n in nodes:
+            for i in n.input:
+                consumers.setdefault(i, []).append(n)
+        return cls(nodes, {o: n for n in nodes for o in n.output}, consumers,
+                   {i.name: tuple(i.dims) for i in graph.initializer}, {o.name for o in graph.output})
+
+    def only_consumer(self, tensor: str, op_type: str) -> "onnx.NodeProto | None":
+        """The node reading `tensor` when it is the only reader, of `op_type`, and `tensor` is no graph output."""
+        users = self.consumers.get(tensor, [])
+        if len(users) == 1 and users[0].op_type == op_type and tensor not in self.outputs:
+            return users[0]
+        return None
+
+
+def _static_quantize(node: "onnx.NodeProto", calibration: Calibration, graph: "onnx.GraphProto",
+                     index: _GraphIndex) -> "onnx.NodeProto":
+    """The QuantizeLinear replacing a DynamicQuantizeLinear, its calibrated scale and zero point added as constants."""
+    from onnx import helper, numpy_helper
+
+    quantized, scale, zero_point = node.output
+    s, z = calibration.scale_and_zero_point(node.input[0])
+    graph.initializer.extend([numpy_helper.from_array(np.array(s), scale),
+                              numpy_helper.from_array(np.array(z), zero_point)])
+    index.constants.update({scale: (), zero_point: ()})
+    return helper.make_node("QuantizeLinear", [node.input[0], scale, zero_point], [quantized],
+                            name=f"{node.name or quantized}_static")
+
+
+def _matmul_integer_to_float(node: "onnx.NodeProto", index: _GraphIndex,
+                             removed: set[int]) -> "onnx.NodeProto | None":
+    """The MatMulIntegerToFloat replacing a MatMulInteger and its dequantizing Cast, Mul (and bias Add), whose ids
+    go into `removed`; None where the pattern around it is not that one or its scales are not constants."""
+    from onnx import helper
+
+    cast = index.only_consumer(node.output[0], "Cast")
+    mul = cast and index.only_consumer(cast.output[0], "Mul")
+    if mul is None:
+        return None
+    scales = index.producer.get(mul.input[1] if mul.input[0] == cast.output[0] else mul.input[0])
+    if scales is None or scales.op_type != "Mul" or not all(i in index.constants for i in scales.input):
+        return None
+    zero_points = list(node.input[2:4]) + [""] * (4 - len(node.input))
+    inputs = [node.input[0], node.input[1], *scales.input, *zero_points]
+    output = mul.output[0]
+    add = index.only_consumer(output, "Add")
+    bias = add and next((i for i in add.input if i != output), None)
+    shape = index.constants.get(bias, ())
+    if add is not None and len(shape) == 1 and shape[0] > 1:  # the bias shape MatMulIntegerToFloat takes
+        inputs.append(bias)
+        output = add.output[0]
+        removed.add(id(add))
+    removed.update((id(cast), id(mul)))
+    if all(id(c) in removed for c in index.consumers[scales.output[0]]):
+        removed.add(id(scales))
+    return helper.make_node("MatMulIntegerToFloat", inputs, [output], domain="com.microsoft",
+                            name=f"{node.name or output}_static")
+
+
 def freeze_activation_scales(model: "onnx.ModelProto", calibration: Calibration) -> None:
     """Turn the dynamic int8 graph static in place: each DynamicQuantizeLinear becomes a QuantizeLinear with the
     calibrated scale and zero point as constants (what QAttention and the MatMuls read), and each MatMulInteger
     with its dequantizing Cast/Mul (and a following bias Add) becomes one MatMulIntegerToFloat, the kernel
     onnxruntime fuses them into for dynamic graphs but cannot once the scales are constants (it folds them)."""
-    from onnx import helper, numpy_helper
+    from onnx import helper
 
     graph = model.graph
-    nodes = list(graph.node)
-    producer = {o: n for n in nodes for o in n.output}
-    consumers: dict[str, list] = {}
-    for n in nodes:
-        for i in n.input:
-            consumers.setdefault(i, []).append(n)
-    constants = {i.name: tuple(i.dims) for i in graph.initializer}
-    graph_outputs = {o.name for o in graph.output}
+    index = _GraphIndex.of(graph)
+    replacement: dict[int, onnx.NodeProto] = {}
     removed: set[int] = set()
-    replacement: dict[int, object] = {}
-
-    for node in nodes:
-        if node.op_type != "DynamicQuantizeLinear":
-            continue
-        quantized, scale, zero_point = node.output
-        s, z = calibration.scale_and_zero_point(node.input[0])
-        graph.initializer.extend([numpy_helper.from_array(np.array(s), scale),
-                                  numpy_helper.from_array(np.array(z), zero_point)])
-        constants.update({scale: (), zero_point: ()})
-        replacement[id(node)] = helper.make_node("QuantizeLinear", [node.input[0], scale, zero_point], [quantized],
-                                                 name=f"{node.name or quantized}_static")
-
-    def only_consumer(tensor: str, op_type: str):
-        users = consumers.get(tensor, [])
-        if len(users) == 1 and users[0].op_type == op_type and tensor not in graph_outputs:
-            return users[0]
-        return None
-
-    for node in nodes:
-        if node.op_type != "MatMulInteger":
-            continue
-        cast = only_consumer(node.output[0], "Cast")
-        mul = cast and only_consumer(cast.output[0], "Mul")
-        if mul is None:
-            continue
-        scales = producer.get(mul.input[1] if mul.input[0] == cast.output[0] else mul.input[0])
-        if scales is None or scales.op_type != "Mul" or not all(i in constants for i in scales.input):
-            continue
-        a_scale, b_scale = scales.input
-        zero_points = list(node.input[2:4]) + [""] * (4 - len(node.input))
-        inputs = [node.input[0], node.input[1], a_scale, b_scale, *zero_points]
-        output = mul.output[0]
-        add = only_consumer(output, "Add")
-        bias = add and next((i for i in add.input if i != output), None)
-        if add is not None and len(constants.get(bias, ())) == 1 and constants[bias][0] > 1:  # the bias shape it takes
-            inputs.append(bias)
-            output = add.output[0]
-            removed.add(id(add))
-        replacement[id(node)] = helper.make_node("MatMulIntegerToFloat", inputs, [output], domain="com.microsoft",
-                                                 name=f"{node.name or output}_static")
-        removed.update((id(cast), id(mul)))
-        if all(id(c) in removed for c in consumers[scales.output[0]]):
-            removed.add(id(scales))
-
-    kept = [replacement.get(id(n), n) for n in nodes if id(n) not in removed]
+    for node in index.nodes:  # first: the MatMul pass below needs the scales as constants
+        if node.op_type == "DynamicQuantizeLinear":
+            replacement[id(node)] = _static_quantize(node, calibration, graph, index)
+    for node in index.nodes:
+        if node.op_type == "MatMulInteger" and (fused := _matmul_integer_to_float(node, index, removed)) is not None:
+            replacement[id(node)] = fused
+    kept = [replacement.get(id(n), n) for n in index.nodes if id(n) not in removed]
     del graph.node[:]
     graph.node.extend(kept)
     if not any(o.domain == "com.microsoft" for o in model.opset_import):

@@ -262,20 +262,44 @@ def check_fp32_parity(
         plain = predict(OnnxRunner(unfused, input_names=names), sub, contexts[:k], settings, pad_id)
         steps = [("unfused_vs_pytorch", "unfused ONNX export", "PyTorch", plain, torch_pred),
                  ("fused_vs_unfused", "fused graph", "unfused export", graph, plain)]
-    real = sub.attention_mask.astype(bool)
+    gaps, ties = _judge_steps(steps, sub, decode, tolerance)
+    total = logit_gap((torch_pred.start_logits, torch_pred.end_logits), (graph.start_logits, graph.end_logits),
+                      sub.attention_mask.astype(bool))
+    summary = _parity_summary(examples, shipped, graph, torch_pred, len(rows), total, gaps, ties, tolerance)
+    log.info("fp32 parity: %s over %d windows (limit %.2g); answers identical but for %s near ties",
+             ", ".join(f"{n} max |Δ logits| {g.max_abs_diff:.2e}" for n, g in gaps.items()), len(rows),
+             tolerance.limit(total.scale), "+".join(str(n) for n in ties.values()))
+    return shipped, summary
+
+
+ParityStep = tuple[str, str, str, Predictions, Predictions]  # key, name, reference's name, predictions, reference's
+
+
+def _judge_steps(steps: Sequence[ParityStep], windows: Windows, decode: DecodeConfig,
+                 tolerance: Tolerance) -> tuple[dict[str, Gap], dict[str, int]]:
+    """Each step's logit gap on the real tokens and its near-tie swaps; ParityError at the first step outside
+    `tolerance` or with a changed answer that is no near tie."""
+    real = windows.attention_mask.astype(bool)
     gaps, ties = {}, {}
     for key, name, reference_name, got, reference in steps:
         gap = logit_gap((reference.start_logits, reference.end_logits), (got.start_logits, got.end_logits), real)
-        tied, changed = changed_answers(reference, got, sub, decode, gap.max_abs_diff)
+        tied, changed = changed_answers(reference, got, windows, decode, gap.max_abs_diff)
         if not tolerance.accepts(gap) or changed:
-            raise ParityError(_refusal(name, reference_name, gap, tied, changed, got, reference, sub, tolerance))
+            raise ParityError(_refusal(name, reference_name, gap, tied, changed, got, reference, windows, tolerance))
         gaps[key], ties[key] = gap, len(tied)
-    total = logit_gap((torch_pred.start_logits, torch_pred.end_logits), (graph.start_logits, graph.end_logits), real)
+    return gaps, ties
+
+
+def _parity_summary(examples: Sequence[Example], shipped: Predictions, graph: Predictions, torch_pred: Predictions,
+                    windows: int, total: Gap, gaps: dict[str, Gap], ties: dict[str, int],
+                    tolerance: Tolerance) -> dict[str, Any]:
+    """The manifest's record of the fp32 check: the shipped graph against PyTorch, per step, and its scores."""
+    k = len(torch_pred.answers)
     em, f1 = _scores(examples, shipped.answers)
-    summary = {
+    return {
         "reference": "pytorch",
         "questions": k,
-        "windows": int(len(rows)),
+        "windows": int(windows),
         "max_abs_diff": total.max_abs_diff,
         "max_abs_logit": total.scale,
         "atol": tolerance.atol,
@@ -288,10 +312,6 @@ def check_fp32_parity(
         "f1": f1,
         "scored_questions": len(examples),
     }
-    log.info("fp32 parity: %s over %d windows (limit %.2g); answers identical but for %s near ties",
-             ", ".join(f"{n} max |Δ logits| {g.max_abs_diff:.2e}" for n, g in gaps.items()), len(rows),
-             tolerance.limit(total.scale), "+".join(str(n) for n in ties.values()))
-    return shipped, summary
 
 
 def _refusal(

@@ -14,7 +14,7 @@ import json
 import logging
 import shutil
 import time
-from dataclasses import asdict, fields
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Sequence
 
@@ -153,20 +153,30 @@ def _best_eval(log_history: list[dict]) -> dict[str, float]:
             "step": best.get("step")}
 
 
-def train(cfg: TrainConfig, callbacks: Sequence[TrainerCallback] = ()) -> Path:
-    """Fine-tune per `cfg`; returns the output folder (model, tokenizer, train_config.json, metrics.json)."""
-    output = Path(cfg.output)
-    checkpoints = checkpoint_dir(output)
-    resume_from = _resume_point(cfg, output, checkpoints)
+@dataclass
+class _Splits:
+    """The examples of a run: training, evaluation during training (and where it came from), tests by name."""
 
-    train_examples = load_labelled(cfg.dataset, "train", cfg.strict)
-    local = Path(cfg.dataset).exists()
-    eval_source = cfg.eval_dataset or (None if local else cfg.dataset)
-    eval_examples = _load(eval_source, EVAL_SPLIT, cfg.strict)
-    test_examples = _load(cfg.test_dataset, EVAL_SPLIT, cfg.strict)
-    more_tests = {name: _load(source, EVAL_SPLIT, cfg.strict) for name, source in cfg.more_tests.items()}
+    train: list[Example]
+    eval_source: str | None
+    eval: list[Example] | None
+    tests: dict[str, list[Example] | None]
+    sources: dict[str, str | None]  # a test's name -> its dataset
 
-    set_seed(cfg.seed)
+    @classmethod
+    def load(cls, cfg: TrainConfig) -> "_Splits":
+        """Training examples (labels checked), then the eval set (the hub dataset's own when none is named) and the
+        test sets, each read once before any model is loaded."""
+        train_examples = load_labelled(cfg.dataset, "train", cfg.strict)
+        eval_source = cfg.eval_dataset or (None if Path(cfg.dataset).exists() else cfg.dataset)
+        sources = {"test": cfg.test_dataset, **cfg.more_tests}
+        return cls(train_examples, eval_source, _load(eval_source, EVAL_SPLIT, cfg.strict),
+                   {name: _load(source, EVAL_SPLIT, cfg.strict) for name, source in sources.items()}, sources)
+
+
+def _trainer(cfg: TrainConfig, splits: _Splits, checkpoints: Path,
+             callbacks: Sequence[TrainerCallback]) -> tuple[QATrainer, dict[str, EvalSet]]:
+    """The model and its windowed datasets inside a QATrainer, and the test sets it scores after training."""
     model, tokenizer = load_model(cfg.model, cfg.model_config, cfg.tokenizer)
     positions = max_window_length(model.config)
     if positions is not None and cfg.max_length > positions:
@@ -174,11 +184,9 @@ def train(cfg: TrainConfig, callbacks: Sequence[TrainerCallback] = ()) -> Path:
     windower = WindowTokenizer(Tokenizer.from_str(tokenizer.backend_tokenizer.to_str()),
                                WindowConfig(cfg.max_length, cfg.doc_stride))
     names = model_input_names(model)
-    train_set = training_dataset(train_examples, windower, names, cfg.strict)
-    eval_set = EvalSet.build(eval_examples, windower, names) if eval_examples else None
-    test_sets = {name: EvalSet.build(examples, windower, names)
-                 for name, examples in [("test", test_examples), *more_tests.items()] if examples}
-
+    train_set = training_dataset(splits.train, windower, names, cfg.strict)
+    eval_set = EvalSet.build(splits.eval, windower, names) if splits.eval else None
+    test_sets = {name: EvalSet.build(examples, windower, names) for name, examples in splits.tests.items() if examples}
     trainer = QATrainer(
         model=model,
         args=_training_arguments(cfg, checkpoints, eval_set is not None),
@@ -190,28 +198,49 @@ def train(cfg: TrainConfig, callbacks: Sequence[TrainerCallback] = ()) -> Path:
         max_answer_length=cfg.max_answer_length,
         metric=cfg.metric,
     )
+    return trainer, test_sets
+
+
+def _fit(trainer: QATrainer, resume_from: str | None, checkpoints: Path) -> transformers.trainer_utils.TrainOutput:
+    """Train (from `resume_from` when set); a run stopped before its first checkpoint leaves no checkpoints folder."""
     if resume_from:
         log.info("resuming from %s", resume_from)
     try:
-        result = trainer.train(resume_from_checkpoint=resume_from)
+        return trainer.train(resume_from_checkpoint=resume_from)
     except BaseException:
         if checkpoints.is_dir() and get_last_checkpoint(checkpoints) is None:
             shutil.rmtree(checkpoints, ignore_errors=True)
         raise
 
+
+def _metrics(cfg: TrainConfig, trainer: QATrainer, result: transformers.trainer_utils.TrainOutput, splits: _Splits,
+             test_sets: dict[str, EvalSet]) -> dict:
+    """metrics.json: the training run, the best evaluation during training and each test set's scores."""
     metrics: dict = {
         "recipe": cfg.recipe,
-        "train": {"global_step": result.global_step, **result.metrics, "examples": len(train_examples),
-                  "windows": len(train_set)},
+        "train": {"global_step": result.global_step, **result.metrics, "examples": len(splits.train),
+                  "windows": len(trainer.train_dataset)},
     }
-    if eval_set is not None:
-        metrics["eval"] = {**_best_eval(trainer.state.log_history), "source": eval_source,
-                           "examples": len(eval_set.examples)}
-    sources = {"test": cfg.test_dataset, **cfg.more_tests}
+    if trainer.eval_set is not None:
+        metrics["eval"] = {**_best_eval(trainer.state.log_history), "source": splits.eval_source,
+                           "examples": len(trainer.eval_set.examples)}
     for name, test_set in test_sets.items():
         scores = trainer.score(test_set, name)
         metrics[name] = {"exact_match": scores[f"{name}_exact_match"], "f1": scores[f"{name}_f1"],
-                         "source": sources[name], "examples": len(test_set.examples)}
+                         "source": splits.sources[name], "examples": len(test_set.examples)}
+    return metrics
+
+
+def train(cfg: TrainConfig, callbacks: Sequence[TrainerCallback] = ()) -> Path:
+    """Fine-tune per `cfg`; returns the output folder (model, tokenizer, train_config.json, metrics.json)."""
+    output = Path(cfg.output)
+    checkpoints = checkpoint_dir(output)
+    resume_from = _resume_point(cfg, output, checkpoints)
+    splits = _Splits.load(cfg)
+    set_seed(cfg.seed)
+    trainer, test_sets = _trainer(cfg, splits, checkpoints, callbacks)
+    result = _fit(trainer, resume_from, checkpoints)
+    metrics = _metrics(cfg, trainer, result, splits, test_sets)
     if trainer.is_world_process_zero():
         _write_output(trainer, cfg, metrics)
     return output
