@@ -31,8 +31,9 @@ def _logits_module(model: Any, input_names: Sequence[str]) -> Any:
             self.model = model
 
         def forward(self, *inputs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-            out = self.model(**dict(zip(input_names, inputs)), return_dict=False)
-            return out[0], out[1]
+            # no return_dict argument: a custom model's forward may not take it (the offline tiny model's does not)
+            out = self.model(**dict(zip(input_names, inputs)))
+            return (out.start_logits, out.end_logits) if hasattr(out, "start_logits") else (out[0], out[1])
 
     return Logits().eval()
 
