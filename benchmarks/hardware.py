@@ -23,16 +23,16 @@ ISA_FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_tile", "amx_b
 
 def cpu_info() -> dict:
     """CPU model, logical/physical cores and the matrix-relevant instruction-set flags."""
+    from qa_engine.runners.int8_kernels import cpu_flags
     from qa_engine.runners.sessions import physical_cores
 
-    model, flags = platform.processor() or "unknown", set()
+    model, flags = platform.processor() or "unknown", cpu_flags()
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             key, _, value = line.partition(":")
             if key.strip() == "model name":
                 model = value.strip()
-            elif key.strip() == "flags":
-                flags = set(value.split())
+                break
     except OSError:
         pass
     return {

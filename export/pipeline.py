@@ -19,6 +19,7 @@ from qa_engine.artifacts.manifest import (
 from qa_engine.core.config import DecodeConfig, WindowConfig, max_window_length
 from qa_engine.core.constants import PRECISIONS, TRAIN_CONFIG
 from qa_engine.core.windows import WindowTokenizer
+from qa_engine.formats.squad import Example
 from qa_engine.runners import sessions
 
 from . import fusion, onnx_export, quantize, validate
@@ -197,10 +198,10 @@ def _build(
     for name in copied:
         shutil.copyfile(checkpoint.path / name, out / name)
 
-    outcomes, source, reference = _validate(model, raw.path, files, tokenizer, decode, graph.input_names, questions,
-                                            tolerance)
+    outcomes, source, reference, examples = _validate(model, raw.path, files, tokenizer, decode, graph.input_names,
+                                                      questions, tolerance)
     if ir:
-        _validate_openvino(ir, out, reference, tokenizer, decode, graph.input_names, questions)
+        _validate_openvino(ir, out, reference, tokenizer, decode, graph.input_names, examples)
     variants = _variants(files, precisions, outcomes, source)
     if int8 is not None:
         _record_int8(variants["int8"], files, outcomes, source, int8, feeds.record, weights)
@@ -269,9 +270,9 @@ def _validate(
     input_names: list[str],
     questions: Questions,
     tolerance: validate.Tolerance,
-) -> tuple[dict[str, Outcome], str, list[str]]:
+) -> tuple[dict[str, Outcome], str, list[str], list[Example]]:
     """fp32 parity (unfused export vs PyTorch, fused vs unfused; raises when broken), then each other variant
-    against fp32."""
+    against fp32; returns the outcomes, the data source, the fp32 answers and the validation examples."""
     examples, source = validate.validation_examples(questions.data, questions.validation)
     examples = validate.usable(examples, tokenizer)
     reference, summary = validate.check_fp32_parity(
@@ -291,15 +292,15 @@ def _validate(
         outcomes[NO_VNNI] = Outcome(True, summary, _f1_note(summary))
     if "fp16" in files:
         outcomes["fp16"] = _validate_fp16(files["fp16"], reference.answers, tokenizer, examples, input_names, decode)
-    return outcomes, source, reference.answers
+    return outcomes, source, reference.answers, examples
 
 
 def _validate_openvino(ir: dict, out: Path, reference: list[str], tokenizer: WindowTokenizer, decode: DecodeConfig,
-                       input_names: list[str], questions: Questions) -> None:
-    """Score each OpenVINO IR against the onnxruntime fp32 answers, into its record."""
+                       input_names: list[str], examples: list[Example]) -> None:
+    """Score each OpenVINO IR against the onnxruntime fp32 answers on the same validation examples, into its
+    record."""
     from qa_engine.runners.openvino import load_runner
 
-    examples = validate.usable(validate.validation_examples(questions.data, questions.validation)[0], tokenizer)
     for precision in openvino_export.IR_FILES:
         runner = load_runner(out / ir[precision]["file"], precision, tuple(input_names), sessions.physical_cores())
         ir[precision]["validation"] = validate.compare_to_fp32(runner, reference, tokenizer, examples, input_names,

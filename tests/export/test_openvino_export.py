@@ -70,3 +70,25 @@ def test_a_model_whose_forward_takes_no_return_dict_converts():
         want = model(**{k: torch.from_numpy(v) for k, v in feed.items()})
     np.testing.assert_allclose(got["start_logits"], want.start_logits.numpy(), atol=1e-4)
     np.testing.assert_allclose(got["end_logits"], want.end_logits.numpy(), atol=1e-4)
+
+
+@pytest.mark.slow
+def test_export_with_openvino_records_validated_ir_that_the_engine_answers_with(quick_distilbert_checkpoint, tmp_path):
+    """`export --openvino` end to end: the IR is written, checksummed and scored against fp32 in the manifest, and
+    provider="openvino" answers with it as the onnxruntime fp32 engine does."""
+    from qa_engine import QAEngine
+    from qa_engine.artifacts.manifest import Manifest
+    from qa_engine.export.pipeline import export_artifact
+
+    out = export_artifact(quick_distilbert_checkpoint, tmp_path / "art", precisions=("fp32", "int8"), openvino=True,
+                          max_validation=16, calibration_questions=16)
+    ir = Manifest.read(out).openvino
+    for precision in ("fp32", "int8"):
+        assert sha256_file(out / ir[precision]["file"]) == ir[precision]["sha256"]
+        assert ir[precision]["validation"]["questions"] > 0
+    assert ir["fp32"]["validation"]["answers_identical"] == 1.0
+    questions = ["대한민국의 수도는 어디인가?", "한강은 어디를 흐르나?"]
+    contexts = ["대한민국의 수도는 서울이다. 한강은 서울을 가로질러 흐른다."] * 2
+    want = QAEngine.from_pretrained(out, provider="cpu", precision="fp32").answer_batch(questions, contexts)
+    got = QAEngine.from_pretrained(out, provider="openvino", precision="fp32").answer_batch(questions, contexts)
+    assert [(a["start"], a["end"]) for a in got] == [(a["start"], a["end"]) for a in want]
